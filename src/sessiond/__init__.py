@@ -1,0 +1,1 @@
+"""sessiond: a self-hosted session server for AI agents."""

@@ -1,0 +1,93 @@
+"""``create_app(settings)``: builds everything; resources open and close in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from sessiond.auth.routes import router as auth_router
+from sessiond.background import sweeper
+from sessiond.context import AppContext, AuthCache
+from sessiond.db import migrate
+from sessiond.db.executor import Database
+from sessiond.events.bus import EventBus
+from sessiond.events.routes import router as events_router
+from sessiond.http import errors
+from sessiond.http.metrics import Metrics
+from sessiond.http.middleware import EdgeMiddleware
+from sessiond.http.ops import router as ops_router
+from sessiond.sessions.routes import router as sessions_router
+from sessiond.settings import Settings
+from sessiond.workspaces.routes import router as workspaces_router
+
+VERSION = "0.1.0"
+
+
+def open_database(settings: Settings, *, run_migrations: bool = True) -> Database:
+    """Migrate (if asked) and start the executor for the configured database."""
+    db = Database(
+        settings.resolved_database_url(),
+        readers=settings.sqlite_readers,
+        pg_workers=settings.pg_workers,
+    )
+    if run_migrations:
+        migrate.upgrade(db.write_engine)
+    db.start()
+    return db
+
+
+def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = await asyncio.to_thread(open_database, settings, run_migrations=run_migrations)
+        bus = EventBus(
+            db,
+            poll_seconds=settings.event_poll_seconds,
+            on_publish=metrics.events_published.inc,
+        )
+        await bus.start()
+        app.state.ctx = AppContext(
+            settings=settings,
+            db=db,
+            bus=bus,
+            metrics=metrics,
+            auth_cache=AuthCache(settings.auth_cache_seconds),
+        )
+        sweep = asyncio.create_task(
+            sweeper(
+                db,
+                interval=settings.sweep_interval_seconds,
+                idempotency_ttl=settings.idempotency_ttl_seconds,
+            ),
+            name="sweeper",
+        )
+        try:
+            yield
+        finally:
+            sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweep
+            await bus.stop()
+            await asyncio.to_thread(db.close)
+
+    app = FastAPI(
+        title="sessiond",
+        version=VERSION,
+        summary="A self-hosted session server for AI agents.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (ops_router, auth_router, workspaces_router, sessions_router, events_router):
+        app.include_router(router)
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=metrics,
+        body_limit=settings.limits.body_bytes,
+        access_log=settings.access_log,
+    )
+    return app

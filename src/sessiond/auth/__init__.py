@@ -1,0 +1,1 @@
+"""Accounts, API keys, roles and the request principal."""

@@ -1,0 +1,118 @@
+"""``/v1/me`` and ``/v1/keys`` (admin)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, StrictStr
+
+from sessiond.auth import service as auth
+from sessiond.db.executor import Tx
+from sessiond.http.deps import Admin, Ctx, Reader, json_body
+from sessiond.http.respond import Json, created
+from sessiond.http.schemas import ERRORS
+from sessiond.ids import iso
+from sessiond.models import ApiModel
+from sessiond.pagination import check_limit, decode_cursor, encode_cursor
+
+router = APIRouter(
+    prefix="/v1", tags=["identity"], responses=ERRORS, dependencies=[Depends(json_body)]
+)
+
+
+class KeyCreate(ApiModel):
+    name: StrictStr
+    role: Literal["admin", "write", "read"]
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    prefix: str
+    createdAt: str
+    revokedAt: str | None
+
+
+class KeyCreated(BaseModel):
+    key: KeyOut
+    secret: str
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+    nextCursor: str | None
+
+
+class AccountOut(BaseModel):
+    id: str
+    name: str
+
+
+class MeKey(BaseModel):
+    id: str
+    name: str
+    role: str
+    prefix: str
+
+
+class Me(BaseModel):
+    account: AccountOut
+    key: MeKey
+
+
+def render_key(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "role": row["role"],
+        "prefix": row["prefix"],
+        "createdAt": iso(row["created_at"]),
+        "revokedAt": iso(row["revoked_at"]),
+    }
+
+
+@router.get("/me", response_model=Me)
+async def me(principal: Reader) -> Response:
+    return Json(
+        {
+            "account": {"id": principal.account_id, "name": principal.account_name},
+            "key": {
+                "id": principal.key_id,
+                "name": principal.key_name,
+                "role": principal.role,
+                "prefix": principal.prefix,
+            },
+        }
+    )
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated)
+async def create_key(request: Request, body: KeyCreate, ctx: Ctx, principal: Admin) -> Response:
+    """Create a key in the caller's account. The secret is in this response only."""
+
+    def create(tx: Tx) -> tuple[int, Any]:
+        row, secret = auth.create_key(tx, principal.account_id, body.name, body.role)
+        return 201, {"key": render_key(row), "secret": secret}
+
+    return await created(request, ctx, principal, create)
+
+
+@router.get("/keys", response_model=KeyList)
+async def list_keys(
+    ctx: Ctx, principal: Admin, limit: int | None = None, cursor: str | None = None
+) -> Response:
+    n = check_limit(limit)
+    after = decode_cursor(cursor, "keys")["id"] if cursor else None
+    rows = await ctx.db.read(auth.list_keys, principal.account_id, limit=n + 1, after=after)
+    next_cursor = encode_cursor({"k": "keys", "id": rows[n - 1]["id"]}) if len(rows) > n else None
+    return Json({"keys": [render_key(r) for r in rows[:n]], "nextCursor": next_cursor})
+
+
+@router.delete("/keys/{key_id}", status_code=204)
+async def revoke_key(key_id: str, ctx: Ctx, principal: Admin) -> Response:
+    """Revoke a key; requests with it answer 401 from now on."""
+    await ctx.db.write(auth.revoke_key, principal.account_id, key_id)
+    ctx.auth_cache.clear()
+    return Response(status_code=204)

@@ -1,0 +1,219 @@
+"""``sessiond``: serve, migrate, accounts, keys. The only module that reads the environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rich.console import Console
+from rich.table import Table
+
+from sessiond.auth import service as auth
+from sessiond.db import migrate as migrations
+from sessiond.db.engine import make_engine
+from sessiond.errors import SessiondError
+from sessiond.ids import iso
+from sessiond.settings import Settings
+
+app = typer.Typer(
+    help="sessiond: a self-hosted session server for AI agents.", no_args_is_help=True
+)
+accounts_app = typer.Typer(help="Manage accounts (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True)
+ADMIN_KEY_FILE = "admin.key"
+
+
+class EnvSettings(BaseSettings, Settings):
+    """``Settings`` read from ``SESSIOND_*`` variables (nested: ``SESSIOND_LIMITS__BODY_BYTES``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSIOND_", env_nested_delimiter="__")
+
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where the SQLite database and admin key live.")
+]
+DbUrl = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (postgresql+psycopg://...).")
+]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    env = EnvSettings(**values)
+    return Settings.model_validate(env.model_dump())
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _bootstrap(settings: Settings) -> tuple[str | None, Path]:
+    """Migrate, then create the default account and admin key on the very first start."""
+    from sessiond.app import open_database
+
+    db = open_database(settings)
+    try:
+        secret = db.write_sync(auth.bootstrap)
+    finally:
+        db.close()
+    key_file = settings.data_dir / ADMIN_KEY_FILE
+    if secret is not None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+        os.chmod(key_file, 0o600)
+    return secret, key_file
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8750).")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="One JSON line a request.")
+    ] = None,
+) -> None:
+    """Apply migrations and serve the HTTP API."""
+    import uvicorn
+
+    from sessiond.app import create_app
+
+    settings = load_settings(
+        host=host, port=port, data_dir=data_dir, database_url=database_url, access_log=access_log
+    )
+    _setup_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret, key_file = _bootstrap(settings)
+    where = settings.database_url and _redact(settings.database_url)
+    err.print(f"sessiond: data directory {settings.data_dir}")
+    err.print(f"sessiond: database {where or settings.resolved_database_url()}")
+    if secret is not None:
+        err.print("sessiond: created account 'default' and an admin API key (shown once):")
+        print(secret, flush=True)
+        err.print(f"sessiond: the key is saved in {key_file} (mode 0600)")
+    err.print(f"sessiond: listening on http://{settings.host}:{settings.port}  (docs: /docs)")
+    uvicorn.run(
+        create_app(settings, run_migrations=False),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def migrate(database_url: DbUrl = None, data_dir: DataDir = None) -> None:
+    """Apply database migrations (``serve`` also does this on start)."""
+    settings = load_settings(database_url=database_url, data_dir=data_dir)
+    engine = make_engine(settings.resolved_database_url(), role="cli")
+    try:
+        migrations.upgrade(engine)
+        err.print(f"schema at revision {migrations.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+def _run(settings: Settings, fn: Any, *args: Any) -> Any:
+    from sessiond.app import open_database
+
+    db = open_database(settings)
+    try:
+        return db.write_sync(fn, *args)
+    except SessiondError as exc:
+        _fail(exc.message)
+    finally:
+        db.close()
+
+
+@accounts_app.command("create")
+def accounts_create(name: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Create an account; prints its id alone on stdout."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    row = _run(settings, auth.create_account, name)
+    print(row["id"])
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[str, typer.Option(help="Account name.")] = "default",
+    role: Annotated[str, typer.Option(help="admin | write | read")] = "write",
+    name: Annotated[str, typer.Option(help="A name to recognise the key by.")] = "cli",
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Create an API key; prints the secret alone on stdout (shown once)."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+
+    def create(tx: Any) -> str:
+        acct = auth.account_by_name(tx, account)
+        _row, secret = auth.create_key(tx, acct["id"], name, role)
+        return secret
+
+    print(_run(settings, create))
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """List API keys (never their secrets)."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+
+    def rows(tx: Any) -> list[dict[str, Any]]:
+        account_id = auth.account_by_name(tx, account)["id"] if account else None
+        return auth.list_keys(tx, account_id, limit=10_000)
+
+    table = Table("id", "account", "name", "role", "prefix", "created", "revoked")
+    for r in _run(settings, rows):
+        table.add_row(
+            r["id"],
+            r["account_name"],
+            r["name"],
+            r["role"],
+            r["prefix"],
+            iso(r["created_at"]),
+            iso(r["revoked_at"]) or "",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Revoke an API key (requests with it answer 401)."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    _run(settings, auth.revoke_key, None, key_id)
+    err.print(f"revoked {key_id}")
+
+
+def _redact(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    app()

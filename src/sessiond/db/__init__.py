@@ -1,0 +1,1 @@
+"""Storage: tables, engines, the database executor and migrations."""

@@ -1,0 +1,281 @@
+"""The database executor: services are sync functions run inside one transaction.
+
+Async routes ``await db.read(fn, ...)`` / ``await db.write(fn, ...)``; ``fn(tx, ...)``
+runs on a worker thread inside a transaction and may call ``tx.emit(...)`` to record
+events. Events are inserted in the same transaction and announced (``on_commit``) only
+after it commits.
+
+* SQLite: one writer thread (``BEGIN IMMEDIATE``) that groups queued writes into one
+  transaction with a savepoint each (a failing write rolls back alone), plus a pool of
+  reader threads. There is never more than one writer, so never "database is locked".
+* PostgreSQL: a pool of worker threads, one pooled connection each. Event rows are
+  inserted under a transaction-level advisory lock held until commit, so event ids
+  become visible in id order and a reader that saw id N never misses an id below N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from sessiond.db import tables as t
+from sessiond.db.engine import make_engine
+from sessiond.ids import now_ms
+
+log = logging.getLogger("sessiond.db")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Arbitrary constant: the advisory lock that orders event commits on PostgreSQL.
+EVENTS_LOCK_KEY = 0x5E55_10D0
+NOTIFY_CHANNEL = "sessiond_events"
+MAX_GROUP = 64
+
+
+@dataclass
+class Tx:
+    """One transaction. ``now`` is fixed for the whole transaction."""
+
+    conn: sa.Connection
+    dialect: str
+    now: int = field(default_factory=now_ms)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    readonly: bool = False
+    _flushed: int = 0
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def emit(
+        self,
+        account_id: str,
+        type: str,
+        data: Any,
+        *,
+        session_id: str | None = None,
+        workspace_id: str | None = None,
+    ) -> None:
+        """Record an event; it is written with this transaction and published after commit."""
+        if self.readonly:
+            raise RuntimeError("emit() in a read-only transaction")
+        self.events.append(
+            {
+                "account_id": account_id,
+                "workspace_id": workspace_id,
+                "session_id": session_id,
+                "type": type,
+                "data": data,
+                "created_at": self.now,
+            }
+        )
+
+    def flush_events(self) -> None:
+        """Insert the events not inserted yet, setting their ``id``.
+
+        On PostgreSQL the first flush takes the events advisory lock, held until commit,
+        so ids commit in id order (see module docstring). Calling it twice is harmless.
+        """
+        pending = self.events[self._flushed :]
+        if not pending:
+            return
+        if self.is_postgres and self._flushed == 0:
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENTS_LOCK_KEY})
+            self.conn.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        insert = t.events.insert().returning(t.events.c.id)
+        for event in pending:
+            event["id"] = self.conn.execute(insert, event).scalar_one()
+        self._flushed = len(self.events)
+
+
+TxFn = Callable[Concatenate[Tx, P], R]
+
+
+@dataclass
+class _Job:
+    fn: Callable[[Tx], Any]
+    future: cf.Future[Any]
+
+
+class Database:
+    """Runs service functions in transactions on worker threads. Start with ``start()``."""
+
+    def __init__(self, url: str, *, readers: int = 4, pg_workers: int = 16) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self.on_commit: Callable[[], None] | None = None
+        self._readers = readers
+        self._pg_workers = pg_workers
+        self._started = False
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        if self.dialect == "sqlite":
+            self.write_engine = make_engine(url, role="writer", pool_size=1)
+            self.read_engine = make_engine(url, role="reader", pool_size=readers)
+            self._pool = cf.ThreadPoolExecutor(readers, thread_name_prefix="db-read")
+        else:
+            self.write_engine = make_engine(url, pool_size=pg_workers)
+            self.read_engine = self.write_engine
+            self._pool = cf.ThreadPoolExecutor(pg_workers, thread_name_prefix="db")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self.dialect == "sqlite":
+            self._writer = threading.Thread(target=self._writer_loop, name="db-write", daemon=True)
+            self._writer.start()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=30)
+            self._writer = None
+        self._pool.shutdown(wait=True)
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+        self._started = False
+
+    # -- async API -------------------------------------------------------------------------
+
+    async def read(self, fn: TxFn[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(tx, ...)`` in a read-only transaction on a reader thread."""
+        return await asyncio.wrap_future(self._pool.submit(self._run_read, fn, args, kwargs))
+
+    async def write(self, fn: TxFn[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(tx, ...)`` in a write transaction; returns its result after commit."""
+        return await asyncio.wrap_future(self.submit_write(lambda tx: fn(tx, *args, **kwargs)))
+
+    # -- sync API (CLI, background threads) ------------------------------------------------
+
+    def read_sync(self, fn: TxFn[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._pool.submit(self._run_read, fn, args, kwargs).result()
+
+    def write_sync(self, fn: TxFn[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.submit_write(lambda tx: fn(tx, *args, **kwargs)).result()  # type: ignore[no-any-return]
+
+    def submit_write(self, fn: Callable[[Tx], Any]) -> cf.Future[Any]:
+        if not self._started:
+            raise RuntimeError("Database.start() was not called")
+        future: cf.Future[Any] = cf.Future()
+        if self.dialect == "sqlite":
+            self._queue.put(_Job(fn, future))
+        else:
+            return self._pool.submit(self._run_pg_write, fn)
+        return future
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _run_read(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        with self.read_engine.connect() as conn, conn.begin():
+            return fn(Tx(conn, self.dialect, readonly=True), *args, **kwargs)
+
+    def _notify(self) -> None:
+        if self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:  # pragma: no cover - a broken listener must not fail writes
+                log.exception("on_commit listener failed")
+
+    def _run_pg_write(self, fn: Callable[[Tx], R]) -> R:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self.write_engine.connect() as conn:
+                    with conn.begin():
+                        tx = Tx(conn, self.dialect)
+                        result = fn(tx)
+                        tx.flush_events()
+                    if tx.events:
+                        self._notify()
+                    return result
+            except DBAPIError as exc:
+                # Serialization failures and deadlocks are safe to retry: nothing committed.
+                sqlstate = getattr(exc.orig, "sqlstate", None)
+                if sqlstate in ("40001", "40P01") and attempt < 5:
+                    time.sleep(0.005 * attempt)
+                    continue
+                raise
+
+    def _writer_loop(self) -> None:
+        conn = self.write_engine.connect()
+        try:
+            while True:
+                job = self._queue.get()
+                if job is None:
+                    return
+                batch = [job]
+                stop = False
+                while len(batch) < MAX_GROUP:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._run_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sa.Connection, batch: list[_Job]) -> None:
+        """One transaction for the whole batch; a savepoint per job when there are several."""
+        outcomes: list[tuple[bool, Any]] = []
+        emitted = False
+        try:
+            with conn.begin():
+                for job in batch:
+                    tx = Tx(conn, self.dialect)
+                    if len(batch) == 1:
+                        result = job.fn(tx)
+                        tx.flush_events()
+                        outcomes.append((True, result))
+                        emitted = emitted or bool(tx.events)
+                        continue
+                    savepoint = conn.begin_nested()
+                    try:
+                        result = job.fn(tx)
+                        tx.flush_events()
+                    except BaseException as exc:
+                        savepoint.rollback()
+                        outcomes.append((False, exc))
+                    else:
+                        savepoint.commit()
+                        outcomes.append((True, result))
+                        emitted = emitted or bool(tx.events)
+        except BaseException as exc:
+            if isinstance(exc, OperationalError):
+                log.error("write transaction failed: %s", exc)
+            # Nothing committed: every job of the batch fails with this error unless it
+            # already failed with its own (the single-job case lands here too).
+            for i, job in enumerate(batch):
+                if i < len(outcomes) and not outcomes[i][0]:
+                    job.future.set_exception(outcomes[i][1])
+                else:
+                    job.future.set_exception(exc)
+            return
+        if emitted:
+            self._notify()
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)

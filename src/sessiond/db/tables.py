@@ -1,0 +1,137 @@
+"""All tables, on one ``MetaData``. Times are integer milliseconds since the epoch (UTC).
+
+The same definitions serve SQLite and PostgreSQL; the Alembic history in
+``migrations/versions`` creates exactly these.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# On SQLite an INTEGER PRIMARY KEY is the rowid (monotonic with AUTOINCREMENT);
+# on PostgreSQL a BIGINT identity.
+EventId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Ms = sa.BigInteger
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", Ms, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(10), nullable=False),
+    sa.Column("prefix", sa.String(20), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("revoked_at", Ms, nullable=True),
+    sa.Index(None, "account_id", "created_at"),
+)
+
+workspaces = sa.Table(
+    "workspaces",
+    metadata,
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("id", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("workspace_id", sa.String(63), nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("activity", sa.String(8), nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("context", sa.JSON, nullable=False),
+    sa.Column("parent_id", sa.String(40), nullable=True),
+    sa.Column("forked_from", sa.JSON, nullable=True),
+    sa.Column("agent", sa.String(200), nullable=True),
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("mode", sa.String(200), nullable=True),
+    sa.Column("ttl_seconds", sa.BigInteger, nullable=True),
+    sa.Column("expires_at", Ms, nullable=True),
+    sa.Column("ephemeral", sa.Boolean, nullable=False),
+    sa.Column("message_count", sa.Integer, nullable=False),
+    sa.Column("summary", sa.JSON, nullable=True),
+    sa.Column("last_error", sa.JSON, nullable=True),
+    sa.Column("workspace", sa.JSON, nullable=False),
+    sa.Column("repo", sa.JSON, nullable=True),
+    sa.Column("sandbox", sa.JSON, nullable=False),
+    sa.Column("lifecycle_version", sa.Integer, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Column("last_activity_at", Ms, nullable=False),
+    sa.Column("closed_at", Ms, nullable=True),
+    sa.Index(None, "account_id", "last_activity_at", "id"),
+    sa.Index(None, "account_id", "created_at", "id"),
+    sa.Index(None, "account_id", "workspace_id"),
+    sa.Index(None, "account_id", "parent_id"),
+    sa.Index(None, "status", "expires_at"),
+)
+
+# One row per (session, tag): makes "all of these tags" an indexed filter on both dialects.
+session_tags = sa.Table(
+    "session_tags",
+    metadata,
+    sa.Column(
+        "session_id",
+        sa.String(40),
+        sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tag", sa.String(100), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Index(None, "account_id", "tag"),
+)
+
+# The outbox and the event log in one: written in the same transaction as the change.
+# Ids are allocated in commit order (see docs/design/events.md), so "id > N" never skips.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", EventId, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("workspace_id", sa.String(63), nullable=True),
+    sa.Column("session_id", sa.String(40), nullable=True),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Index(None, "account_id", "id"),
+    sa.Index(None, "session_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("account_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Index(None, "created_at"),
+)

@@ -1,0 +1,101 @@
+"""Domain errors. Each carries its HTTP status and machine code from API.md.
+
+The core raises these; exactly one renderer (``http.errors``) turns them into the
+``{"status": "error", "error", "code", "details"?}`` body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SessiondError(Exception):
+    """Base of every error a client may see. ``message`` says what went wrong and what to do."""
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidJson(SessiondError):
+    status, code = 400, "invalid_json"
+
+
+class Unauthorized(SessiondError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(SessiondError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(SessiondError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(SessiondError):
+    status, code = 405, "method_not_allowed"
+
+
+class Conflict(SessiondError):
+    status, code = 409, "conflict"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class SessionNotActive(Conflict):
+    code = "session_not_active"
+
+
+class VersionConflict(Conflict):
+    code = "version_conflict"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class WorkspaceNotEmpty(Conflict):
+    code = "workspace_not_empty"
+
+
+class PreconditionFailed(SessiondError):
+    status, code = 412, "precondition_failed"
+
+
+class PayloadTooLarge(SessiondError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(SessiondError):
+    status, code = 415, "unsupported_media_type"
+
+
+class ValidationFailed(SessiondError):
+    """422 with ``details.errors``: a list of ``{field, message}``."""
+
+    status, code = 422, "validation_error"
+
+    def __init__(self, errors: list[dict[str, str]], message: str | None = None) -> None:
+        if message is None:
+            message = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid input"
+        super().__init__(message, details={"errors": errors})
+
+
+def invalid(field: str, message: str) -> ValidationFailed:
+    """Shorthand for a one-field validation error."""
+    return ValidationFailed([{"field": field, "message": message}])
+
+
+class IdempotencyMismatch(SessiondError):
+    status, code = 422, "idempotency_mismatch"
+
+
+class RateLimited(SessiondError):
+    status, code = 429, "rate_limited"

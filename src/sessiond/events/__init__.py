@@ -1,0 +1,1 @@
+"""Events: the outbox table, the after-commit bus, polling and SSE streams."""

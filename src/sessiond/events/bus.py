@@ -1,0 +1,167 @@
+"""The in-process bus: one pump reads committed events in id order and fans them out.
+
+The database is the source of truth. After a local commit (or a PostgreSQL ``NOTIFY``
+from another instance, or every ``poll_seconds`` as a safety net) the pump reads
+``events WHERE id > last`` and hands each event to the subscribers whose filter matches.
+Because ids become visible in id order (see ``db.executor``), the pump never skips one.
+
+A subscriber whose queue overflows is marked *lagged*: it drops its queue and catches up
+from the database, so a slow client never loses events and never blocks the pump.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sessiond.db.executor import NOTIFY_CHANNEL, Database
+from sessiond.events.store import EventFilter, fetch_after, max_id
+
+log = logging.getLogger("sessiond.events")
+
+QUEUE_SIZE = 1000
+BATCH = 1000
+
+
+class Lagged:
+    """Put in a subscriber's queue when it fell behind: re-read from the database."""
+
+
+LAGGED = Lagged()
+
+
+class Subscription:
+    def __init__(self, bus: EventBus, f: EventFilter) -> None:
+        self.bus = bus
+        self.filter = f
+        self.queue: asyncio.Queue[dict[str, Any] | Lagged] = asyncio.Queue(QUEUE_SIZE)
+        self.lagged = False
+
+    def offer(self, event: dict[str, Any]) -> None:
+        if self.lagged:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lagged = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(LAGGED)
+
+    def wake(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(LAGGED)
+
+    async def get(self) -> dict[str, Any] | Lagged:
+        item = await self.queue.get()
+        if item is LAGGED:
+            self.lagged = False
+        return item
+
+    def close(self) -> None:
+        self.bus.unsubscribe(self)
+
+
+class EventBus:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll_seconds: float = 1.0,
+        on_publish: Callable[[int], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.poll_seconds = poll_seconds
+        self.on_publish = on_publish
+        self.subscribers: set[Subscription] = set()
+        self.last_id = 0
+        self.closed = False
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listener: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.last_id = await self.db.read(max_id)
+        self.db.on_commit = self.wake
+        self._task = asyncio.create_task(self._pump(), name="event-pump")
+        if self.db.dialect == "postgresql":
+            self._listener = threading.Thread(target=self._listen_pg, name="pg-listen", daemon=True)
+            self._listener.start()
+
+    async def stop(self) -> None:
+        self.closed = True
+        self._stopping.set()
+        self.db.on_commit = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for sub in list(self.subscribers):
+            sub.wake()  # streams notice ``closed`` and end
+
+    def wake(self) -> None:
+        """Thread-safe: ask the pump to look for new events."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+    def subscribe(self, f: EventFilter) -> Subscription:
+        sub = Subscription(self, f)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.subscribers.discard(sub)
+
+    async def _pump(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+            try:
+                await self._drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event pump failed; retrying")
+                await asyncio.sleep(0.5)
+
+    async def _drain(self) -> None:
+        while True:
+            batch = await self.db.read(fetch_after, self.last_id, BATCH)
+            for event in batch:
+                for sub in list(self.subscribers):
+                    if sub.filter.matches(event):
+                        sub.offer(event)
+                self.last_id = event["id"]
+            if batch and self.on_publish is not None:
+                self.on_publish(len(batch))
+            if len(batch) < BATCH:
+                return
+
+    def _listen_pg(self) -> None:
+        """Wake the pump on NOTIFY from any instance; reconnect on failure."""
+        import psycopg
+        import sqlalchemy as sa
+
+        url = sa.make_url(self.db.url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self._stopping.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake()
+            except Exception as exc:  # reconnect; the periodic poll covers the gap
+                if not self._stopping.is_set():
+                    log.warning("LISTEN connection failed (%s); reconnecting", exc)
+                    self._stopping.wait(1.0)

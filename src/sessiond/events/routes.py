@@ -1,0 +1,201 @@
+"""Event routes: polling, SSE streams (per session and account-wide), custom events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from sessiond.context import AppContext
+from sessiond.db.executor import Tx
+from sessiond.errors import invalid
+from sessiond.events import service
+from sessiond.events.bus import Lagged
+from sessiond.events.store import EventFilter, list_events, parse_types, render_event
+from sessiond.http.deps import Ctx, IfMatch, Reader, Writer, json_body
+from sessiond.http.respond import Json, created
+from sessiond.http.schemas import ERRORS
+from sessiond.pagination import check_limit
+from sessiond.sessions import service as sessions
+from sessiond.sessions.models import CustomEvent
+
+router = APIRouter(tags=["events"], responses=ERRORS, dependencies=[Depends(json_body)])
+
+CATCH_UP_BATCH = 500
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str
+    sessionId: str | None
+    workspaceId: str | None
+    data: Any
+    createdAt: str
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+    nextCursor: str | None
+
+
+class EventEnvelope(BaseModel):
+    event: EventOut
+
+
+def _after(value: str | None, field: str) -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit():
+        raise invalid(field, "must be an event id (a non-negative integer)")
+    return int(value)
+
+
+def _resume_point(request: Request, after: str | None) -> int:
+    header = request.headers.get("last-event-id")
+    if header is not None and header.strip():
+        return _after(header.strip(), "Last-Event-ID")
+    return _after(after, "after")
+
+
+async def _stream(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[ServerSentEvent]:
+    """Stored events after ``after``, then live ones: no gap, no duplicate.
+
+    The subscription is opened before the catch-up query, so an event committed in
+    between arrives both ways and is dropped the second time by its id.
+    """
+    sub = ctx.bus.subscribe(f)
+    ctx.metrics.sse_subscribers.inc()
+    last = after
+    try:
+        catching_up = True
+        while True:
+            if catching_up:
+                rows = await ctx.db.read(list_events, f, after=last, limit=CATCH_UP_BATCH)
+                for row in rows:
+                    yield _sse(row)
+                    last = row["id"]
+                catching_up = len(rows) == CATCH_UP_BATCH
+                continue
+            item = await sub.get()
+            if ctx.bus.closed:
+                return
+            if isinstance(item, Lagged):
+                catching_up = True
+                continue
+            if item["id"] <= last:
+                continue
+            yield _sse(item)
+            last = item["id"]
+    finally:
+        sub.close()
+        ctx.metrics.sse_subscribers.dec()
+
+
+def _sse(row: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(
+        data=json.dumps(render_event(row), separators=(",", ":"), ensure_ascii=False),
+        event=row["type"],
+        id=str(row["id"]),
+    )
+
+
+async def _open_stream(ctx: AppContext, f: EventFilter, after: int) -> EventSourceResponse:
+    await ctx.db.read(service.check_scope, f)
+    return EventSourceResponse(
+        _stream(ctx, f, after),
+        ping=ctx.settings.heartbeat_seconds,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/v1/sessions/{session_id}/events", response_model=EventList)
+async def list_session_events(
+    session_id: str,
+    ctx: Ctx,
+    principal: Reader,
+    after: str | None = None,
+    cursor: str | None = None,
+    limit: int | None = None,
+) -> Response:
+    """Stored events with ``id > after``, oldest first. ``nextCursor`` is set while more exist."""
+    start = _after(cursor, "cursor") if cursor else _after(after, "after")
+    n = check_limit(limit)
+    f = EventFilter(principal.account_id, session_id=session_id)
+    rows = await ctx.db.read(service.page, f, after=start, limit=n)
+    next_cursor = str(rows[-1]["id"]) if len(rows) == n else None
+    return Json({"events": [render_event(r) for r in rows], "nextCursor": next_cursor})
+
+
+@router.get(
+    "/v1/sessions/{session_id}/events/stream",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_session_events(
+    request: Request,
+    session_id: str,
+    ctx: Ctx,
+    principal: Reader,
+    after: str | None = None,
+) -> EventSourceResponse:
+    """SSE of the session's events; resumes after ``Last-Event-ID`` or ``?after=``."""
+    f = EventFilter(principal.account_id, session_id=session_id)
+    return await _open_stream(ctx, f, _resume_point(request, after))
+
+
+@router.get(
+    "/v1/events/stream",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_account_events(
+    request: Request,
+    ctx: Ctx,
+    principal: Reader,
+    workspace_id: Annotated[str | None, Query(alias="workspaceId")] = None,
+    session_id: Annotated[str | None, Query(alias="sessionId")] = None,
+    types: str | None = None,
+    after: str | None = None,
+) -> EventSourceResponse:
+    """SSE of every event of the account; ``types`` takes exact types or prefixes (``message.``)."""
+    f = EventFilter(
+        principal.account_id,
+        session_id=session_id,
+        workspace_id=workspace_id,
+        types=parse_types(types),
+    )
+    return await _open_stream(ctx, f, _resume_point(request, after))
+
+
+@router.post("/v1/sessions/{session_id}/events", status_code=201, response_model=EventEnvelope)
+async def publish_event(
+    request: Request,
+    session_id: str,
+    body: CustomEvent,
+    ctx: Ctx,
+    principal: Writer,
+    if_match: IfMatch,
+) -> Response:
+    """Publish a ``custom.*`` event on the session's stream."""
+
+    def create(tx: Tx) -> tuple[int, Any]:
+        event = sessions.publish_custom(
+            tx,
+            ctx.settings.limits,
+            principal.account_id,
+            session_id,
+            body.type,
+            body.data,
+            if_match=if_match,
+        )
+        tx.flush_events()
+        return 201, {"event": render_event(event)}
+
+    return await created(request, ctx, principal, create)
+
+
+__all__ = ["Json", "router"]

@@ -1,0 +1,1 @@
+"""HTTP edge: middleware, error rendering, request models, idempotency, pagination."""

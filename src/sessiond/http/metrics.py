@@ -1,0 +1,36 @@
+"""Prometheus metrics on a registry owned by the app (no process-global registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sessiond_http_requests_total",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sessiond_http_request_duration_seconds",
+            "HTTP request latency by route template.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=self.registry,
+        )
+        self.events_published = Counter(
+            "sessiond_events_published_total",
+            "Committed events handed to the bus.",
+            registry=self.registry,
+        )
+        self.sse_subscribers = Gauge(
+            "sessiond_sse_subscribers",
+            "Open SSE event streams.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

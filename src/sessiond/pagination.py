@@ -1,0 +1,40 @@
+"""Opaque keyset cursors: base64url JSON of the last row's sort key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from sessiond.errors import invalid
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def encode_cursor(payload: dict[str, Any]) -> str:
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
+    """Decode a cursor made by ``encode_cursor`` for the same listing (``kind``)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise invalid(
+            "cursor", "not a cursor this server issued; use nextCursor as given"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("k") != kind:
+        raise invalid("cursor", "this cursor belongs to another listing or ordering")
+    return payload
+
+
+def check_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise invalid("limit", f"must be between 1 and {MAX_LIMIT}")
+    return limit

@@ -1,0 +1,1 @@
+"""Sessions: the unit of work, its lifecycle, tags, context and listing."""

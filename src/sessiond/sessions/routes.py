@@ -1,0 +1,181 @@
+"""Session routes: parse, call one service function on the executor, render."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from sessiond.db.executor import Tx
+from sessiond.http.deps import Ctx, IfMatch, Reader, Writer, json_body
+from sessiond.http.respond import Json, created, with_etag
+from sessiond.http.schemas import ERRORS
+from sessiond.pagination import check_limit
+from sessiond.sessions import listing
+from sessiond.sessions import service as sessions
+from sessiond.sessions.models import CloseBody, ContextBody, SessionCreate, SessionPatch, TagsPatch
+from sessiond.sessions.render import render_session
+from sessiond.sessions.schemas import ContextEnvelope, SessionEnvelope, SessionList
+
+router = APIRouter(
+    prefix="/v1/sessions", tags=["sessions"], responses=ERRORS, dependencies=[Depends(json_body)]
+)
+
+
+@router.post("", status_code=201, response_model=SessionEnvelope)
+async def create_session(
+    request: Request, ctx: Ctx, principal: Writer, body: SessionCreate | None = None
+) -> Response:
+    """Create a session. Send ``Idempotency-Key`` to make retries safe."""
+    spec = body or SessionCreate()
+    limits = ctx.settings.limits
+
+    def create(tx: Tx) -> tuple[int, Any]:
+        row = sessions.create(tx, limits, principal.account_id, spec)
+        return 201, {"session": render_session(row, tx.now)}
+
+    return await created(request, ctx, principal, create)
+
+
+@router.get("", response_model=SessionList)
+async def list_sessions(
+    ctx: Ctx,
+    principal: Reader,
+    workspace_id: Annotated[str | None, Query(alias="workspaceId")] = None,
+    status: str | None = None,
+    tag: Annotated[list[str] | None, Query()] = None,
+    parent_id: Annotated[str | None, Query(alias="parentId")] = None,
+    q: str | None = None,
+    updated_after: Annotated[str | None, Query(alias="updatedAfter")] = None,
+    sort: str = "lastActivityAt",
+    order: str = "desc",
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Response:
+    """List sessions, newest activity first; every filter combines with AND."""
+    filters = listing.SessionFilters(
+        workspace_id=workspace_id,
+        statuses=listing.parse_statuses(status),
+        tags=tag or [],
+        parent_id=parent_id,
+        q=q,
+        updated_after=updated_after,
+        sort=sort,
+        order=order,
+    )
+    rows, next_cursor = await ctx.db.read(
+        listing.list_sessions,
+        principal.account_id,
+        filters,
+        limit=check_limit(limit),
+        cursor=cursor,
+    )
+    return Json({"sessions": rows, "nextCursor": next_cursor})
+
+
+@router.get("/{session_id}", response_model=SessionEnvelope)
+async def get_session(session_id: str, ctx: Ctx, principal: Reader) -> Response:
+    """The session; ``ETag`` is its ``lifecycleVersion``."""
+    session = await ctx.db.read(sessions.get, principal.account_id, session_id)
+    return with_etag({"session": session}, session)
+
+
+@router.patch("/{session_id}", response_model=SessionEnvelope)
+async def patch_session(
+    session_id: str, body: SessionPatch, ctx: Ctx, principal: Writer, if_match: IfMatch
+) -> Response:
+    """Change title, status, tags, metadata (replaced), ttlSeconds, agent, model, mode."""
+
+    def run(tx: Tx) -> dict[str, Any]:
+        row = sessions.update(
+            tx, ctx.settings.limits, principal.account_id, session_id, body, if_match=if_match
+        )
+        return render_session(row, tx.now)
+
+    session = await ctx.db.write(run)
+    return with_etag({"session": session}, session)
+
+
+@router.delete("/{session_id}", status_code=204)
+async def delete_session(
+    session_id: str, ctx: Ctx, principal: Writer, if_match: IfMatch
+) -> Response:
+    await ctx.db.write(sessions.delete, principal.account_id, session_id, if_match=if_match)
+    return Response(status_code=204)
+
+
+@router.patch("/{session_id}/tags", response_model=SessionEnvelope)
+async def patch_tags(
+    session_id: str, body: TagsPatch, ctx: Ctx, principal: Writer, if_match: IfMatch
+) -> Response:
+    """``set`` replaces the tags, then ``add`` appends, then ``remove`` removes."""
+
+    def run(tx: Tx) -> dict[str, Any]:
+        row = sessions.update_tags(
+            tx, ctx.settings.limits, principal.account_id, session_id, body, if_match=if_match
+        )
+        return render_session(row, tx.now)
+
+    session = await ctx.db.write(run)
+    return with_etag({"session": session}, session)
+
+
+@router.get("/{session_id}/context", response_model=ContextEnvelope)
+async def get_context(session_id: str, ctx: Ctx, principal: Reader) -> Response:
+    context = await ctx.db.read(sessions.get_context, principal.account_id, session_id)
+    return Json({"context": context})
+
+
+@router.put("/{session_id}/context", response_model=ContextEnvelope)
+async def put_context(
+    session_id: str, body: ContextBody, ctx: Ctx, principal: Writer, if_match: IfMatch
+) -> Response:
+    """Replace the context with ``{"context": {...}}``."""
+    context = await ctx.db.write(
+        sessions.replace_context,
+        ctx.settings.limits,
+        principal.account_id,
+        session_id,
+        body.context,
+        if_match=if_match,
+        expected_version=body.expected_version,
+    )
+    return Json({"context": context})
+
+
+@router.patch("/{session_id}/context", response_model=ContextEnvelope)
+async def patch_context(
+    session_id: str, body: ContextBody, ctx: Ctx, principal: Writer, if_match: IfMatch
+) -> Response:
+    """Apply ``{"context": <JSON Merge Patch, RFC 7386>}``."""
+    context = await ctx.db.write(
+        sessions.patch_context,
+        ctx.settings.limits,
+        principal.account_id,
+        session_id,
+        body.context,
+        if_match=if_match,
+        expected_version=body.expected_version,
+    )
+    return Json({"context": context})
+
+
+@router.post("/{session_id}/close", response_model=SessionEnvelope)
+async def close_session(
+    session_id: str,
+    ctx: Ctx,
+    principal: Writer,
+    if_match: IfMatch,
+    body: CloseBody | None = None,
+) -> Response:
+    """``active`` → ``closed``."""
+    expected = body.expected_version if body else None
+
+    def run(tx: Tx) -> dict[str, Any]:
+        row = sessions.close(
+            tx, principal.account_id, session_id, if_match=if_match, expected_version=expected
+        )
+        return render_session(row, tx.now)
+
+    session = await ctx.db.write(run)
+    return with_etag({"session": session}, session)

@@ -1,0 +1,67 @@
+"""The one typed settings object.
+
+Only the CLI reads the environment (``SESSIOND_*``); everything else receives a
+``Settings`` instance, so tests and embedders build exactly the configuration they want.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/sessiond`` or ``~/.local/share/sessiond``."""
+    return Path.home() / ".local" / "share" / "sessiond"
+
+
+class Limits(BaseModel):
+    """Size limits from API.md (all configurable)."""
+
+    body_bytes: int = 10 * 1024 * 1024
+    file_bytes: int = 50 * 1024 * 1024
+    message_bytes: int = 1024 * 1024
+    title_chars: int = 500
+    tags_per_session: int = 50
+    tag_chars: int = 100
+    json_bytes: int = 1024 * 1024  # metadata / context
+    event_data_bytes: int = 256 * 1024
+
+
+class Settings(BaseModel):
+    """Server configuration. ``database_url`` wins over ``data_dir`` for the database."""
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8750
+
+    limits: Limits = Field(default_factory=Limits)
+
+    # SQLite executor: one writer thread plus this many reader threads.
+    sqlite_readers: int = 4
+    # PostgreSQL executor: this many worker threads (and pooled connections).
+    pg_workers: int = 16
+
+    heartbeat_seconds: float = 15.0
+    sweep_interval_seconds: float = 5.0
+    idempotency_ttl_seconds: int = 24 * 3600
+    # How often the event pump re-checks the database even without a wake-up
+    # (covers NOTIFYs lost while a PostgreSQL listener reconnects).
+    event_poll_seconds: float = 1.0
+    # How long an API key lookup may be served from the in-process cache.
+    auth_cache_seconds: float = 2.0
+
+    access_log: bool = True
+    log_level: str = "info"
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL of the database: the configured one or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'sessiond.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url().startswith("sqlite")

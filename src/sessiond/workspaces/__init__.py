@@ -1,0 +1,1 @@
+"""Workspaces: named groups of sessions inside an account (``default`` always exists)."""

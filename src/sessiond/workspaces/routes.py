@@ -1,0 +1,102 @@
+"""Workspace routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, StrictStr
+
+from sessiond.db.executor import Tx
+from sessiond.http.deps import Ctx, Reader, Writer, json_body
+from sessiond.http.respond import Json, created
+from sessiond.http.schemas import ERRORS
+from sessiond.ids import iso
+from sessiond.models import ApiModel
+from sessiond.pagination import check_limit, decode_cursor, encode_cursor
+from sessiond.workspaces import service as workspaces
+
+router = APIRouter(
+    prefix="/v1/workspaces",
+    tags=["workspaces"],
+    responses=ERRORS,
+    dependencies=[Depends(json_body)],
+)
+
+
+class WorkspaceCreate(ApiModel):
+    id: StrictStr
+    name: StrictStr | None = None
+
+
+class WorkspacePatch(ApiModel):
+    name: StrictStr | None = None
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+    createdAt: str
+    updatedAt: str
+
+
+class WorkspaceEnvelope(BaseModel):
+    workspace: WorkspaceOut
+
+
+class WorkspaceList(BaseModel):
+    workspaces: list[WorkspaceOut]
+    nextCursor: str | None
+
+
+def render(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
+@router.get("", response_model=WorkspaceList)
+async def list_workspaces(
+    ctx: Ctx, principal: Reader, limit: int | None = None, cursor: str | None = None
+) -> Response:
+    n = check_limit(limit)
+    after = decode_cursor(cursor, "workspaces")["id"] if cursor else None
+    rows = await ctx.db.read(workspaces.list_all, principal.account_id, limit=n + 1, after=after)
+    next_cursor = (
+        encode_cursor({"k": "workspaces", "id": rows[n - 1]["id"]}) if len(rows) > n else None
+    )
+    return Json({"workspaces": [render(r) for r in rows[:n]], "nextCursor": next_cursor})
+
+
+@router.post("", status_code=201, response_model=WorkspaceEnvelope)
+async def create_workspace(
+    request: Request, body: WorkspaceCreate, ctx: Ctx, principal: Writer
+) -> Response:
+    def create(tx: Tx) -> tuple[int, Any]:
+        row = workspaces.create(tx, principal.account_id, body.id, body.name)
+        return 201, {"workspace": render(row)}
+
+    return await created(request, ctx, principal, create)
+
+
+@router.get("/{workspace_id}", response_model=WorkspaceEnvelope)
+async def get_workspace(workspace_id: str, ctx: Ctx, principal: Reader) -> Response:
+    row = await ctx.db.read(workspaces.get, principal.account_id, workspace_id)
+    return Json({"workspace": render(row)})
+
+
+@router.patch("/{workspace_id}", response_model=WorkspaceEnvelope)
+async def patch_workspace(
+    workspace_id: str, body: WorkspacePatch, ctx: Ctx, principal: Writer
+) -> Response:
+    row = await ctx.db.write(workspaces.update, principal.account_id, workspace_id, body.name)
+    return Json({"workspace": render(row)})
+
+
+@router.delete("/{workspace_id}", status_code=204)
+async def delete_workspace(workspace_id: str, ctx: Ctx, principal: Writer) -> Response:
+    await ctx.db.write(workspaces.delete, principal.account_id, workspace_id)
+    return Response(status_code=204)
