@@ -816,6 +816,7 @@ def print_table(results: list[Result], title: str) -> None:
 
 def loud(message: str) -> None:
     bar = "!" * 78
+    sys.stdout.flush()
     print(f"\n{bar}\n{message}\n{bar}", file=sys.stderr, flush=True)
 
 
@@ -894,6 +895,10 @@ def loopback_target(url: str) -> tuple[str, int]:
 
 
 async def bench(args: argparse.Namespace) -> int:
+    # SIGTERM cancels the run like Ctrl-C does, so that ``finally`` still stops the server.
+    me = asyncio.current_task()
+    if me is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
     server: ManagedServer | None = None
     conns: list[HttpConnection] = []
     results: list[Result] = []
@@ -1088,6 +1093,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:  # SIGTERM
+        return 143
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from sessiond.db.executor import Tx
 from sessiond.errors import invalid
 from sessiond.events import service
 from sessiond.events.bus import Lagged
-from sessiond.events.store import EventFilter, list_events, parse_types, render_event
+from sessiond.events.store import EventFilter, list_events, max_id, parse_types, render_event
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer, json_body
 from sessiond.http.respond import Json, created
 from sessiond.http.schemas import ERRORS
@@ -54,10 +54,13 @@ def _after(value: str | None, field: str) -> int:
     return int(value)
 
 
-def _resume_point(request: Request, after: str | None) -> int:
+def _resume_point(request: Request, after: str | None) -> int | None:
+    """The id to resume after, or None for "live only, from now"."""
     header = request.headers.get("last-event-id")
     if header is not None and header.strip():
         return _after(header.strip(), "Last-Event-ID")
+    if after is None or after == "":
+        return None
     return _after(after, "after")
 
 
@@ -103,8 +106,12 @@ def _sse(row: dict[str, Any]) -> ServerSentEvent:
     )
 
 
-async def _open_stream(ctx: AppContext, f: EventFilter, after: int) -> EventSourceResponse:
+async def _open_stream(ctx: AppContext, f: EventFilter, after: int | None) -> EventSourceResponse:
     await ctx.db.read(service.check_scope, f)
+    if after is None:
+        # Live only: start at the newest id now (read before subscribing, so nothing
+        # committed from here on can be missed).
+        after = await ctx.db.read(max_id)
     return EventSourceResponse(
         _stream(ctx, f, after),
         ping=ctx.settings.heartbeat_seconds,

@@ -1,0 +1,107 @@
+"""Fixtures: every storage-touching test runs on SQLite and on a real PostgreSQL server.
+
+``backend`` is parametrized over both; each PostgreSQL test gets its own fresh database on a
+private cluster started once per run (tests/support/postgres.py). When no PostgreSQL server
+binaries exist the PostgreSQL half is skipped with a message — except under CI (``CI=true``),
+where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sessiond.app import create_app
+from sessiond.auth import service as auth
+from sessiond.settings import Settings
+from tests.support.api import Api, Tenant, make_tenant
+from tests.support.postgres import PostgresCluster, find_pg_bindir
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster | None]:
+    external = os.environ.get("SESSIOND_TEST_PG_URL")
+    if not external and find_pg_bindir() is None:
+        yield None
+        return
+    cluster = PostgresCluster(external_url=external)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sessiond.db'}"
+        return
+    cluster: PostgresCluster | None = request.getfixturevalue("pg_cluster")
+    if cluster is None:
+        message = (
+            "PostgreSQL server binaries not found (apt-get install postgresql, "
+            "or set SESSIOND_TEST_PG_URL): PostgreSQL tests skipped"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    cluster.create_database(name)
+    try:
+        yield cluster.url(name)
+    finally:
+        cluster.drop_database(name)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        access_log=False,
+        sweep_interval_seconds=0.2,
+        event_poll_seconds=0.2,
+        heartbeat_seconds=1.0,
+        pg_workers=8,
+        sqlite_readers=2,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def tenant(client: TestClient) -> Tenant:
+    """The first account with an admin, a write and a read key."""
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    secret = ctx.db.write_sync(auth.bootstrap)
+    assert secret is not None
+    return make_tenant(client, "default", admin_secret=secret)
+
+
+@pytest.fixture
+def other(client: TestClient, tenant: Tenant) -> Tenant:
+    """A second account: its resources must be invisible to ``tenant`` and vice versa."""
+    return make_tenant(client, "other")
+
+
+@pytest.fixture
+def api(client: TestClient, tenant: Tenant) -> Api:
+    """The first account's write key."""
+    return Api(client, tenant.write)
