@@ -166,26 +166,28 @@ def small(settings: Settings) -> Iterator[Api]:
 
 
 def test_body_over_the_limit_is_413(small: Api) -> None:
-    r = small.post("/v1/sessions", {"title": "x" * 1200})
+    r = small.post("/v1/sessions", {"metadata": {"blob": "x" * 1200}})
     _assert_error(r, 413, "payload_too_large")
     assert r.headers["cache-control"] == "no-store"
-    small.post("/v1/sessions", {"title": "x" * 900}, expect=201)
+    small.post("/v1/sessions", {"metadata": {"blob": "x" * 900}}, expect=201)
     assert len(small.get("/v1/sessions").json()["sessions"]) == 1
 
 
 def test_streamed_body_over_the_limit_is_413(small: Api) -> None:
     """Without Content-Length (chunked upload) the limit still holds, with the same answer."""
 
-    def chunks() -> Iterator[bytes]:
-        yield b'{"title": "'
-        for _ in range(6):
+    def chunks(n: int) -> Iterator[bytes]:
+        yield b'{"metadata": {"blob": "'
+        for _ in range(n):
             yield b"x" * 200
-        yield b'"}'
+        yield b'"}}'
 
     headers = {"Authorization": f"Bearer {small.key}", "Content-Type": "application/json"}
-    r = small.client.post("/v1/sessions", content=chunks(), headers=headers)
+    r = small.client.post("/v1/sessions", content=chunks(4), headers=headers)
+    assert r.status_code == 201, r.text  # chunked bodies under the limit are fine
+    r = small.client.post("/v1/sessions", content=chunks(6), headers=headers)
     _assert_error(r, 413, "payload_too_large")
-    assert small.get("/v1/sessions").json()["sessions"] == []
+    assert len(small.get("/v1/sessions").json()["sessions"]) == 1
 
 
 @pytest.mark.parametrize(
@@ -238,46 +240,26 @@ def test_limits_on_updates_are_422(api: Api, sid: str) -> None:
 LIST_PATHS = ["/v1/sessions", "/v1/workspaces", "/v1/keys", "/v1/sessions/{sid}/events"]
 
 
+# The last cursor decodes to {"k": "nope"}: a cursor of another listing.
+BAD_PAGES = ["limit=0", "limit=201", "limit=-1", "limit=abc", "limit=1.5", "cursor=garbage!!"]
+
+
 @pytest.mark.parametrize("path", LIST_PATHS)
-@pytest.mark.parametrize(
-    ("query", "field"),
-    [
-        ("limit=0", "limit"),
-        ("limit=201", "limit"),
-        ("limit=-1", "limit"),
-        ("limit=abc", "limit"),
-        ("limit=1.5", "limit"),
-        ("cursor=garbage!!", "cursor"),
-        ("cursor=eyJrIjoibm9wZSJ9", "cursor"),
-    ],
-)
+@pytest.mark.parametrize("query", [*BAD_PAGES, "cursor=eyJrIjoibm9wZSJ9"])
 def test_bad_pagination_is_422(
-    client: TestClient, tenant: Tenant, sid: str, path: str, query: str, field: str
+    client: TestClient, tenant: Tenant, sid: str, path: str, query: str
 ) -> None:
     admin = Api(client, tenant.admin)
     url = path.format(sid=sid)
     r = admin.get(f"{url}?{query}", expect=422, code="validation_error")
-    assert _fields(r) == [field]
+    assert _fields(r) == [query.split("=")[0]]
     admin.get(f"{url}?limit=200", expect=200)
     admin.get(f"{url}?limit=1", expect=200)
 
 
-def test_cursor_of_another_listing_is_422(api: Api) -> None:
-    api.post("/v1/workspaces", {"id": "a"}, expect=201)
-    cursor = api.get("/v1/workspaces?limit=1").json()["nextCursor"]
-    assert cursor
-    r = api.get(f"/v1/sessions?cursor={cursor}", expect=422, code="validation_error")
-    assert _fields(r) == ["cursor"]
-
-
 @pytest.mark.parametrize(
     ("query", "field"),
-    [
-        ("status=bogus", "status"),
-        ("status=active,bogus", "status"),
-        ("sort=title", "sort"),
-        ("order=sideways", "order"),
-    ],
+    [("status=bogus", "status"), ("status=active,bogus", "status"), ("sort=x", "sort")],
 )
 def test_bad_session_filters_are_422(api: Api, query: str, field: str) -> None:
     r = api.get(f"/v1/sessions?{query}", expect=422, code="validation_error")
@@ -312,8 +294,7 @@ def test_json_with_charset_is_accepted(api: Api) -> None:
         ("GET", "/v1/nope"),
         ("GET", "/nope"),
         ("POST", "/v1/widgets"),
-        ("GET", "/v1/sessions/{sid}/nope"),
-        ("GET", "/v2/sessions"),
+        ("GET", "/v1/sessions/{sid}/x"),
     ],
 )
 @pytest.mark.parametrize("authenticated", [True, False])
@@ -350,7 +331,7 @@ def test_wrong_method_is_405_with_allow(
 # -- headers on every response --------------------------------------------------------------
 
 
-def test_every_response_is_no_store(client: TestClient, api: Api, sid: str) -> None:
+def test_every_response_is_no_store(client: TestClient, tenant: Tenant, api: Api, sid: str) -> None:
     responses = [
         client.get("/healthz"),
         client.get("/openapi.json"),
@@ -361,7 +342,7 @@ def test_every_response_is_no_store(client: TestClient, api: Api, sid: str) -> N
         api.delete("/v1/workspaces/gone", expect=204),
         _raw(api, "POST", "/v1/sessions", b"{", "application/json"),
         client.get("/v1/sessions"),
-        Api(client, tenant_read_key(client, api)).post("/v1/sessions", {}, expect=403),
+        Api(client, tenant.read).post("/v1/sessions", {}, expect=403),
         api.get("/v1/sessions/ses_missing", expect=404),
         api.delete("/v1/workspaces/default", expect=409),
         api.post("/v1/sessions", {"bad": 1}, expect=422),
@@ -371,13 +352,6 @@ def test_every_response_is_no_store(client: TestClient, api: Api, sid: str) -> N
     assert statuses == [200, 200, 200, 200, 201, 201, 204, 400, 401, 403, 404, 409, 422, 405]
     for r in responses:
         assert r.headers.get("cache-control") == "no-store", (r.request.url, r.headers)
-
-
-def tenant_read_key(client: TestClient, api: Api) -> str:
-    """A fresh read key of ``api``'s account (made through the service, not the API)."""
-    db = client.app.state.ctx.db  # type: ignore[attr-defined]
-    account_id = api.get("/v1/me").json()["account"]["id"]
-    return str(db.write_sync(lambda tx: auth.create_key(tx, account_id, "r", "read")[1]))
 
 
 def test_request_id_is_echoed(api: Api, sid: str) -> None:

@@ -15,7 +15,7 @@ from sessiond.db import migrate
 from sessiond.db.executor import Database
 from sessiond.events.bus import EventBus
 from sessiond.events.routes import router as events_router
-from sessiond.http import errors
+from sessiond.http import errors, openapi
 from sessiond.http.metrics import Metrics
 from sessiond.http.middleware import EdgeMiddleware
 from sessiond.http.ops import router as ops_router
@@ -82,6 +82,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    openapi.install(app)
     for router in (ops_router, auth_router, workspaces_router, sessions_router, events_router):
         app.include_router(router)
     app.add_middleware(

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, StrictStr
 
 from sessiond.auth import service as auth
 from sessiond.db.executor import Tx
-from sessiond.http.deps import Admin, Ctx, Reader, json_body
+from sessiond.http.deps import Admin, Ctx, Reader
 from sessiond.http.respond import Json, created
 from sessiond.http.schemas import ERRORS
 from sessiond.ids import iso
 from sessiond.models import ApiModel
 from sessiond.pagination import check_limit, decode_cursor, encode_cursor
 
-router = APIRouter(
-    prefix="/v1", tags=["identity"], responses=ERRORS, dependencies=[Depends(json_body)]
-)
+router = APIRouter(prefix="/v1", tags=["identity"], responses=ERRORS)
 
 
 class KeyCreate(ApiModel):

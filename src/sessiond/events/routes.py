@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -16,14 +16,14 @@ from sessiond.errors import invalid
 from sessiond.events import service
 from sessiond.events.bus import Lagged
 from sessiond.events.store import EventFilter, list_events, max_id, parse_types, render_event
-from sessiond.http.deps import Ctx, IfMatch, Reader, Writer, json_body
+from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created
 from sessiond.http.schemas import ERRORS
 from sessiond.pagination import check_limit
 from sessiond.sessions import service as sessions
 from sessiond.sessions.models import CustomEvent
 
-router = APIRouter(tags=["events"], responses=ERRORS, dependencies=[Depends(json_body)])
+router = APIRouter(tags=["events"], responses=ERRORS)
 
 CATCH_UP_BATCH = 500
 

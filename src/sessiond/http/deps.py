@@ -1,37 +1,43 @@
-"""Request dependencies: the app context, the caller (auth + role), If-Match, JSON bodies."""
+"""Request dependencies: the app context, the caller (auth + role), If-Match."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from sessiond.auth import service as auth
 from sessiond.auth.principal import Principal
 from sessiond.context import AppContext
-from sessiond.errors import Forbidden, Unauthorized, UnsupportedMediaType
-
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
-_api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="`x-api-key: <API key>`")
+from sessiond.errors import Forbidden, Unauthorized
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-async def get_principal(
-    request: Request,
-    ctx: Ctx,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key)],
-) -> Principal:
-    secret = bearer.credentials if bearer is not None else api_key
+def _secret(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def get_principal(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>`` or ``x-api-key: <key>``.
+
+    (Read straight from the headers: this runs on every request. The OpenAPI document
+    declares both schemes in ``http.openapi``.)
+    """
+    secret = _secret(request)
     if not secret:
         raise Unauthorized("missing API key; send Authorization: Bearer <key> or x-api-key: <key>")
+    ctx: AppContext = request.app.state.ctx
     secret_hash = auth.hash_secret(secret)
     hit, principal = ctx.auth_cache.get(secret_hash)
     if not hit:
@@ -59,7 +65,7 @@ Writer = Annotated[Principal, Depends(require("write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 
-def if_match(request: Request) -> int | str | None:
+async def if_match(request: Request) -> int | str | None:
     """``If-Match: "3"`` / ``W/"3"`` / ``3`` → 3; ``*`` → ``"*"``; unparseable → ``""``."""
     raw = request.headers.get("if-match")
     if raw is None:
@@ -74,18 +80,3 @@ def if_match(request: Request) -> int | str | None:
 
 
 IfMatch = Annotated[int | str | None, Depends(if_match)]
-
-
-async def json_body(request: Request) -> None:
-    """415 unless a request body, if any, is declared as JSON."""
-    if request.method not in ("POST", "PUT", "PATCH"):
-        return
-    ctype = request.headers.get("content-type")
-    if ctype is None:
-        return
-    mime = ctype.split(";", 1)[0].strip().lower()
-    if mime == "application/json" or mime.endswith("+json"):
-        return
-    if not await request.body():
-        return
-    raise UnsupportedMediaType(f"Content-Type {mime} is not accepted here; send application/json")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "sessiond_http_requests_total",
             "HTTP requests by method, route template and status.",
@@ -31,6 +34,19 @@ class Metrics:
             "Open SSE event streams.",
             registry=self.registry,
         )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request; label children are cached (``labels()`` is slow on a hot path)."""
+        key = (method, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(route),
+            )
+            self._children[key] = child
+        child[0].inc()
+        child[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

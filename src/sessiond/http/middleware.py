@@ -1,5 +1,5 @@
-"""One pure-ASGI middleware for every request: request id, body limit, no-store,
-metrics and one structured access-log line.
+"""One pure-ASGI middleware for every request: request id, body limit, JSON content
+type, no-store, metrics and one structured access-log line.
 
 (Starlette's ``BaseHTTPMiddleware`` costs far more per request; this is on the hot path.)
 """
@@ -14,11 +14,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sessiond.errors import PayloadTooLarge
+from sessiond.errors import PayloadTooLarge, UnsupportedMediaType
 from sessiond.http.errors import error_body
 from sessiond.http.metrics import Metrics
 
 access_log = logging.getLogger("sessiond.access")
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Routes whose bodies are raw bytes rather than JSON (files, git); matched on the path.
+RAW_BODY_MARKERS = ("/files/", "/git/")
 
 
 class EdgeMiddleware:
@@ -51,10 +55,23 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        length = _content_length(scope)
+        length, ctype = _body_headers(scope)
         try:
             if length is not None and length > self.body_limit:
-                await self._reject_too_large(send_wrapper)
+                await self._reject(
+                    send_wrapper,
+                    413,
+                    PayloadTooLarge(f"request body is over the {self.body_limit}-byte limit"),
+                )
+            elif ctype is not None and not _json_ok(scope, ctype, length):
+                mime = ctype.split(";", 1)[0].strip()
+                await self._reject(
+                    send_wrapper,
+                    415,
+                    UnsupportedMediaType(
+                        f"Content-Type {mime} is not accepted here; send application/json"
+                    ),
+                )
             else:
                 await self.app(scope, self._limited(receive), send_wrapper)
         finally:
@@ -75,16 +92,14 @@ class EdgeMiddleware:
 
         return wrapped
 
-    async def _reject_too_large(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(
-                f"request body is over the {self.body_limit}-byte limit", "payload_too_large"
-            )
-        ).encode()
+    async def _reject(
+        self, send: Send, status: int, exc: PayloadTooLarge | UnsupportedMediaType
+    ) -> None:
+        body = json.dumps(error_body(exc.message, exc.code)).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -98,8 +113,7 @@ class EdgeMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", None) or "<unmatched>"
         method = scope["method"]
-        self.metrics.requests.labels(method, template, str(status)).inc()
-        self.metrics.latency.labels(template).observe(elapsed)
+        self.metrics.observe(method, template, status, elapsed)
         if self.log_enabled and access_log.isEnabledFor(logging.INFO):
             state: dict[str, Any] = scope.get("state", {})
             access_log.info(
@@ -129,11 +143,26 @@ def _request_id(scope: Scope) -> str:
     return "req_" + uuid.uuid4().hex[:20]
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_headers(scope: Scope) -> tuple[int | None, str | None]:
+    length: int | None = None
+    ctype: str | None = None
     for key, value in scope["headers"]:
         if key == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return None
+                length = None
+        elif key == b"content-type":
+            ctype = value.decode("latin-1")
+    return length, ctype
+
+
+def _json_ok(scope: Scope, ctype: str, length: int | None) -> bool:
+    """A body on a JSON route must be declared as JSON (or be empty)."""
+    if scope["method"] not in BODY_METHODS or length == 0:
+        return True
+    mime = ctype.split(";", 1)[0].strip().lower()
+    if mime == "application/json" or mime.endswith("+json"):
+        return True
+    path: str = scope["path"]
+    return any(marker in path for marker in RAW_BODY_MARKERS)

@@ -60,7 +60,7 @@ def check_close(current: str) -> None:
         )
 
 
-def is_expired(row: Mapping[str, Any], now: int) -> bool:
+def is_expired(row: Any, now: int) -> bool:
     """An active session whose ``expiresAt`` has passed reads as expired, sweep or not."""
     expires_at = row["expires_at"]
     return row["status"] == "active" and expires_at is not None and expires_at <= now

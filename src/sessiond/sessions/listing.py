@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -13,7 +12,7 @@ from sessiond.errors import invalid
 from sessiond.ids import parse_iso
 from sessiond.pagination import decode_cursor, encode_cursor
 from sessiond.sessions.lifecycle import STATUSES
-from sessiond.sessions.render import render_session
+from sessiond.sessions.render import splice
 
 SORTS = {"lastActivityAt": "last_activity_at", "createdAt": "created_at"}
 
@@ -57,14 +56,23 @@ def _like_escape(text: str) -> str:
 
 def list_sessions(
     tx: Tx, account_id: str, f: SessionFilters, *, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[str], str | None]:
+    """A page of sessions as JSON texts (see ``render.splice``) and the next cursor."""
     if f.sort not in SORTS:
         raise invalid("sort", "must be lastActivityAt or createdAt")
     if f.order not in ("asc", "desc"):
         raise invalid("order", "must be asc or desc")
     c = t.sessions.c
     sort_col = c[SORTS[f.sort]]
-    q = sa.select(t.sessions).where(c.account_id == account_id)
+    q = sa.select(
+        c.id,
+        c[SORTS[f.sort]],
+        c.doc,
+        sa.cast(c.context, sa.Text).label("context_text"),
+        c.status,
+        c.expires_at,
+        c.lifecycle_version,
+    ).where(c.account_id == account_id)
     if f.workspace_id is not None:
         q = q.where(c.workspace_id == f.workspace_id)
     if f.statuses is None:
@@ -98,10 +106,11 @@ def list_sessions(
         q = q.order_by(sort_col.desc(), c.id.desc())
     else:
         q = q.order_by(sort_col.asc(), c.id.asc())
-    rows = [dict(r._mapping) for r in tx.conn.execute(q.limit(limit + 1))]
+    rows = [r._mapping for r in tx.conn.execute(q.limit(limit + 1))]
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
         next_cursor = encode_cursor({"k": kind, "v": last[SORTS[f.sort]], "id": last["id"]})
-    return [render_session(r, tx.now) for r in rows], next_cursor
+    now = tx.now
+    return [splice(r["doc"], r["context_text"], r, now) for r in rows], next_cursor

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from sessiond.ids import iso
-from sessiond.sessions.lifecycle import effective_status
+from sessiond.sessions.lifecycle import effective_status, is_expired
 
 
 def render_session(row: Mapping[str, Any], now: int, *, context: bool = True) -> dict[str, Any]:
+    """The session as a reader sees it at ``now`` (read-time expiry applied)."""
+    out = render_stored(row, context=context)
     status, version = effective_status(row, now)
+    out["status"] = status
+    out["lifecycleVersion"] = version
+    return out
+
+
+def render_stored(row: Mapping[str, Any], *, context: bool = True) -> dict[str, Any]:
+    """The session with its stored status and version (what ``doc`` holds)."""
     ws = row["workspace"]
     sandbox = row["sandbox"]
     out: dict[str, Any] = {
@@ -18,7 +28,7 @@ def render_session(row: Mapping[str, Any], now: int, *, context: bool = True) ->
         "accountId": row["account_id"],
         "workspaceId": row["workspace_id"],
         "title": row["title"],
-        "status": status,
+        "status": row["status"],
         "activity": row["activity"],
         "tags": row["tags"],
         "metadata": row["metadata"],
@@ -48,7 +58,7 @@ def render_session(row: Mapping[str, Any], now: int, *, context: bool = True) ->
             "hibernateAfter": sandbox.get("hibernateAfter"),
             "snapshot": sandbox.get("snapshot"),
         },
-        "lifecycleVersion": version,
+        "lifecycleVersion": row["lifecycle_version"],
         "createdAt": iso(row["created_at"]),
         "updatedAt": iso(row["updated_at"]),
         "lastActivityAt": iso(row["last_activity_at"]),
@@ -57,3 +67,26 @@ def render_session(row: Mapping[str, Any], now: int, *, context: bool = True) ->
     if not context:
         del out["context"]
     return out
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def session_doc(row: Mapping[str, Any]) -> str:
+    """The JSON text stored in ``sessions.doc``: the stored session without ``context``."""
+    return dumps(render_stored(row, context=False))
+
+
+def splice(doc: str, context_text: str, row: Any, now: int) -> str:
+    """The full session object as JSON text, from ``doc`` plus the raw ``context`` text.
+
+    Only a session whose TTL passed since it was last written needs decoding (to show
+    ``expired`` and the version the sweep will give it).
+    """
+    if is_expired(row, now):
+        obj = json.loads(doc)
+        obj["status"] = "expired"
+        obj["lifecycleVersion"] = row["lifecycle_version"] + 1
+        doc = dumps(obj)
+    return f'{doc[:-1]},"context":{context_text}}}'

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from sessiond.db.executor import Tx
-from sessiond.http.deps import Ctx, IfMatch, Reader, Writer, json_body
+from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created, with_etag
 from sessiond.http.schemas import ERRORS
 from sessiond.pagination import check_limit
@@ -17,9 +18,7 @@ from sessiond.sessions.models import CloseBody, ContextBody, SessionCreate, Sess
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import ContextEnvelope, SessionEnvelope, SessionList
 
-router = APIRouter(
-    prefix="/v1/sessions", tags=["sessions"], responses=ERRORS, dependencies=[Depends(json_body)]
-)
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERRORS)
 
 
 @router.post("", status_code=201, response_model=SessionEnvelope)
@@ -63,21 +62,24 @@ async def list_sessions(
         sort=sort,
         order=order,
     )
-    rows, next_cursor = await ctx.db.read(
+    docs, next_cursor = await ctx.db.read(
         listing.list_sessions,
         principal.account_id,
         filters,
         limit=check_limit(limit),
         cursor=cursor,
     )
-    return Json({"sessions": rows, "nextCursor": next_cursor})
+    body = f'{{"sessions":[{",".join(docs)}],"nextCursor":{json.dumps(next_cursor)}}}'
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{session_id}", response_model=SessionEnvelope)
 async def get_session(session_id: str, ctx: Ctx, principal: Reader) -> Response:
     """The session; ``ETag`` is its ``lifecycleVersion``."""
-    session = await ctx.db.read(sessions.get, principal.account_id, session_id)
-    return with_etag({"session": session}, session)
+    version, text = await ctx.db.read(sessions.get_text, principal.account_id, session_id)
+    return Response(
+        f'{{"session":{text}}}', media_type="application/json", headers={"ETag": f'"{version}"'}
+    )
 
 
 @router.patch("/{session_id}", response_model=SessionEnvelope)

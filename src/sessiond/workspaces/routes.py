@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, StrictStr
 
 from sessiond.db.executor import Tx
-from sessiond.http.deps import Ctx, Reader, Writer, json_body
+from sessiond.http.deps import Ctx, Reader, Writer
 from sessiond.http.respond import Json, created
 from sessiond.http.schemas import ERRORS
 from sessiond.ids import iso
@@ -20,7 +20,6 @@ router = APIRouter(
     prefix="/v1/workspaces",
     tags=["workspaces"],
     responses=ERRORS,
-    dependencies=[Depends(json_body)],
 )
 
 
