@@ -119,6 +119,7 @@ def serve(
         port=settings.port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=5,
     )
 

@@ -14,22 +14,23 @@ from sessiond.settings import Settings
 
 @dataclass
 class AuthCache:
-    """Short-lived cache of key lookups (hash → principal). Revocations on this instance
-    clear it at once; other instances see a revocation within ``ttl`` seconds."""
+    """Short-lived in-memory cache of key lookups (secret → principal, or None for an
+    unknown key). Revocations on this instance clear it at once; other instances see a
+    revocation within ``ttl`` seconds."""
 
     ttl: float
     entries: dict[str, tuple[Principal | None, float]] = field(default_factory=dict)
 
-    def get(self, secret_hash: str) -> tuple[bool, Principal | None]:
-        hit = self.entries.get(secret_hash)
+    def get(self, secret: str) -> tuple[bool, Principal | None]:
+        hit = self.entries.get(secret)
         if hit is None or hit[1] < time.monotonic():
             return False, None
         return True, hit[0]
 
-    def put(self, secret_hash: str, principal: Principal | None) -> None:
+    def put(self, secret: str, principal: Principal | None) -> None:
         if len(self.entries) > 10_000:
             self.entries.clear()
-        self.entries[secret_hash] = (principal, time.monotonic() + self.ttl)
+        self.entries[secret] = (principal, time.monotonic() + self.ttl)
 
     def clear(self) -> None:
         self.entries.clear()

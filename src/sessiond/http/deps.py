@@ -38,11 +38,10 @@ async def get_principal(request: Request) -> Principal:
     if not secret:
         raise Unauthorized("missing API key; send Authorization: Bearer <key> or x-api-key: <key>")
     ctx: AppContext = request.app.state.ctx
-    secret_hash = auth.hash_secret(secret)
-    hit, principal = ctx.auth_cache.get(secret_hash)
+    hit, principal = ctx.auth_cache.get(secret)
     if not hit:
         principal = await ctx.db.read(auth.authenticate, secret)
-        ctx.auth_cache.put(secret_hash, principal)
+        ctx.auth_cache.put(secret, principal)
     if principal is None:
         raise Unauthorized("unknown or revoked API key")
     state = request.scope.setdefault("state", {})

@@ -6,6 +6,7 @@ type, no-store, metrics and one structured access-log line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -19,6 +20,10 @@ from sessiond.http.errors import error_body
 from sessiond.http.metrics import Metrics
 
 access_log = logging.getLogger("sessiond.access")
+
+# Request ids: unique per process start, cheap to make (uuid4 per request is not).
+_RID_PREFIX = f"req_{uuid.uuid4().hex[:8]}_"
+_rid_counter = itertools.count(1)
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Routes whose bodies are raw bytes rather than JSON (files, git); matched on the path.
@@ -140,7 +145,7 @@ def _request_id(scope: Scope) -> str:
             text: str = value.decode("latin-1")
             if 0 < len(text) <= 100 and text.isprintable():
                 return text
-    return "req_" + uuid.uuid4().hex[:20]
+    return f"{_RID_PREFIX}{next(_rid_counter):x}"
 
 
 def _body_headers(scope: Scope) -> tuple[int | None, str | None]:
