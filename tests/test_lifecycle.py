@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sessiond.sessions.lifecycle import PATCH_TRANSITIONS, STATUSES, check_patch_transition
 from sessiond.errors import InvalidTransition
+from sessiond.sessions.lifecycle import PATCH_TRANSITIONS, STATUSES, check_patch_transition
 from tests.support.api import Api
 
 # The table of API.md, written out independently of the implementation.

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 
 def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/sessiond`` or ``~/.local/share/sessiond``."""
+    """``~/.local/share/sessiond`` (``--data-dir`` / ``SESSIOND_DATA_DIR`` override it)."""
     return Path.home() / ".local" / "share" / "sessiond"
 
 

@@ -18,7 +18,7 @@ metadata = sa.MetaData(
 )
 
 # On SQLite an INTEGER PRIMARY KEY is the rowid (monotonic with AUTOINCREMENT);
-# on PostgreSQL a BIGINT identity.
+# on PostgreSQL a BIGINT fed by a sequence (BIGSERIAL).
 EventId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Ms = sa.BigInteger
 

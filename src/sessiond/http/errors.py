@@ -6,12 +6,14 @@ Every error body is ``{"status": "error", "error", "code", "details"?}`` (API.md
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from sessiond.errors import SessiondError
 
@@ -87,10 +89,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if isinstance(cause, SessiondError):  # raised while FastAPI read the body
+            return error_response(cause.status, cause.message, cause.code, cause.details)
+        if exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8 / JSON)
+            return error_response(
+                400, "request body is not valid JSON (UTF-8); fix the encoding", "invalid_json"
+            )
         if exc.status_code == 404:
             return error_response(404, f"no route {request.url.path}; see /docs", "not_found")
         if exc.status_code == 405:
-            allow = (exc.headers or {}).get("Allow", "")
+            allow = ", ".join(_allowed_methods(request)) or (exc.headers or {}).get("Allow", "")
             return error_response(
                 405,
                 f"{request.method} is not allowed on {request.url.path}; allowed: {allow}",
@@ -109,3 +118,24 @@ def install(app: FastAPI) -> None:
             "internal",
             {"requestId": request_id},
         )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at this path (Starlette names only the first)."""
+    methods: set[str] = set()
+    scope = {**request.scope, "method": "__none__"}
+    for route in _flatten(request.app.routes):
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+def _flatten(routes: list[Any]) -> Iterator[Any]:
+    """Routes, looking inside included routers (FastAPI keeps them as wrappers)."""
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            yield from _flatten(inner)
+        else:
+            yield route

@@ -43,7 +43,7 @@ VERSIONED_FIELDS = frozenset(
 )
 # Fields a PATCH may change on a session that is not active (organising it stays possible).
 ALWAYS_PATCHABLE = frozenset({"title", "tags", "metadata", "status"})
-CAMEL = {"ttl_seconds": "ttlSeconds"}
+CAMEL = {"ttl_seconds": "ttlSeconds", "expires_at": "expiresAt"}
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
 
@@ -128,6 +128,16 @@ def check_version(
         )
 
 
+_LOCK_ROW = (
+    sa.select(t.sessions)
+    .where(
+        t.sessions.c.id == sa.bindparam("session_id"),
+        t.sessions.c.account_id == sa.bindparam("account_id"),
+    )
+    .with_for_update()
+)
+
+
 def load_for_write(
     tx: Tx,
     account_id: str,
@@ -137,11 +147,7 @@ def load_for_write(
     expected_version: int | None = None,
 ) -> dict[str, Any]:
     """Lock the row, bring a passed TTL into the row, check the client's precondition."""
-    row = tx.conn.execute(
-        sa.select(t.sessions)
-        .where(t.sessions.c.id == session_id, t.sessions.c.account_id == account_id)
-        .with_for_update()
-    ).first()
+    row = tx.conn.execute(_LOCK_ROW, {"session_id": session_id, "account_id": account_id}).first()
     if row is None:
         raise not_found(session_id)
     data = dict(row._mapping)

@@ -49,9 +49,17 @@ def get(tx: Tx, account_id: str, workspace_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+_EXISTS = sa.select(t.workspaces.c.id).where(
+    t.workspaces.c.account_id == sa.bindparam("account_id"),
+    t.workspaces.c.id == sa.bindparam("workspace_id"),
+)
+
+
 def require(tx: Tx, account_id: str, workspace_id: str) -> None:
-    """Raise 404 unless the workspace exists in this account."""
-    get(tx, account_id, workspace_id)
+    """Raise 404 unless the workspace exists in this account (on every session create)."""
+    found = tx.conn.execute(_EXISTS, {"account_id": account_id, "workspace_id": workspace_id})
+    if found.first() is None:
+        raise _not_found(workspace_id)
 
 
 def list_all(tx: Tx, account_id: str, *, limit: int, after: str | None) -> list[dict[str, Any]]:
