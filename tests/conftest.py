@@ -9,6 +9,7 @@ where that is a failure.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +26,18 @@ from tests.support.postgres import PostgresCluster, find_pg_bindir
 BACKENDS = ["sqlite", "postgresql"]
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster | None]:
     external = os.environ.get("SESSIOND_TEST_PG_URL")
     if not external and find_pg_bindir() is None:
         yield None
         return
+    # A terminated test run (CI timeout, kill) still stops its private cluster.
+    signal.signal(signal.SIGTERM, _terminate)
     cluster = PostgresCluster(external_url=external)
     cluster.start()
     try:

@@ -237,7 +237,6 @@ def test_sse_resume_no_gap_no_duplicate_with_concurrent_writers(live: Live) -> N
     sids = [c.post("/v1/sessions").json()["session"]["id"] for _ in range(4)]
     start_after = c.get(f"/v1/sessions/{sids[0]}/events").json()["events"][-1]["id"]
     per_writer = 40
-    stop = threading.Event()
 
     def writer(w: int) -> None:
         with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {key}"}) as wc:
@@ -269,11 +268,8 @@ def test_sse_resume_no_gap_no_duplicate_with_concurrent_writers(live: Live) -> N
                 break
         for f in futures:
             f.result()
-    stop.set()
     assert len(received) == len(set(received)), "duplicate delivery"
     assert received == sorted(received), "out of order"
-    stored = c.get(f"/v1/events/stream?types=custom.&after={start_after}", timeout=1)
-    assert stored.status_code in (200, 408) or stored  # the polling check below is the truth
     all_ids: list[int] = []
     for sid in sids:
         after = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -178,6 +179,9 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(
     account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array (for scripts).")
+    ] = False,
     data_dir: DataDir = None,
     database_url: DbUrl = None,
 ) -> None:
@@ -188,8 +192,24 @@ def keys_list(
         account_id = auth.account_by_name(tx, account)["id"] if account else None
         return auth.list_keys(tx, account_id, limit=10_000)
 
+    found = _run(settings, rows)
+    if as_json:
+        out = [
+            {
+                "id": r["id"],
+                "account": r["account_name"],
+                "name": r["name"],
+                "role": r["role"],
+                "prefix": r["prefix"],
+                "createdAt": iso(r["created_at"]),
+                "revokedAt": iso(r["revoked_at"]),
+            }
+            for r in found
+        ]
+        print(json.dumps(out, indent=2))
+        return
     table = Table("id", "account", "name", "role", "prefix", "created", "revoked")
-    for r in _run(settings, rows):
+    for r in found:
         table.add_row(
             r["id"],
             r["account_name"],
