@@ -237,7 +237,15 @@ class Database:
             conn.close()
 
     def _run_batch(self, conn: sa.Connection, batch: list[_Job]) -> None:
-        """One transaction for the whole batch; a savepoint per job when there are several."""
+        """One transaction for the whole batch; a savepoint per job when there are several.
+
+        A job whose caller already gave up (its future was cancelled, e.g. the request was
+        cancelled) is skipped; the others are marked running first, so they can no longer
+        be cancelled and setting their result is always valid.
+        """
+        batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         outcomes: list[tuple[bool, Any]] = []
         emitted = False
         try:

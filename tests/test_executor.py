@@ -1,0 +1,78 @@
+"""The database executor: grouped writes, savepoint isolation, cancelled callers."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from sessiond.db import tables as t
+from sessiond.db.executor import Database, Tx
+from sessiond.errors import NotFound
+
+
+def _count_workspaces(tx: Tx) -> int:
+    return int(tx.conn.execute(sa.select(sa.func.count()).select_from(t.workspaces)).scalar_one())
+
+
+def _sqlite_only(db: Database) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("the single queued writer (and its grouping) exists on SQLite only")
+
+
+def test_cancelled_caller_does_not_kill_the_writer(client: TestClient, tenant: Any) -> None:
+    db: Database = client.app.state.ctx.db  # type: ignore[attr-defined]
+    _sqlite_only(db)
+    gate = threading.Event()
+
+    def blocker(tx: Tx) -> None:
+        gate.wait(5)
+
+    first = db.submit_write(blocker)
+    victim = db.submit_write(lambda tx: 1)
+    assert victim.cancel()  # the caller gives up while the job is still queued
+    gate.set()
+    first.result(timeout=5)
+    # The writer thread survived and still serves writes.
+    assert db.submit_write(lambda tx: 42).result(timeout=5) == 42
+    assert victim.cancelled()
+
+
+def test_failing_job_in_a_group_rolls_back_alone(client: TestClient, tenant: Any) -> None:
+    db: Database = client.app.state.ctx.db  # type: ignore[attr-defined]
+    _sqlite_only(db)
+    before = db.read_sync(_count_workspaces)
+    gate = threading.Event()
+
+    def insert(tx: Tx, name: str) -> str:
+        tx.conn.execute(
+            t.workspaces.insert().values(
+                account_id=tenant.account_id, id=name, name=name, created_at=1, updated_at=1
+            )
+        )
+        return name
+
+    def insert_then_fail(tx: Tx) -> None:
+        insert(tx, "doomed")
+        raise NotFound("boom")
+
+    first = db.submit_write(lambda tx: gate.wait(5))
+    jobs = [
+        db.submit_write(lambda tx: insert(tx, "ok-1")),
+        db.submit_write(insert_then_fail),
+        db.submit_write(lambda tx: insert(tx, "ok-2")),
+    ]
+    gate.set()
+    first.result(timeout=5)
+    assert jobs[0].result(timeout=5) == "ok-1" and jobs[2].result(timeout=5) == "ok-2"
+    try:
+        jobs[1].result(timeout=5)
+        raise AssertionError("the failing job succeeded")
+    except NotFound:
+        pass
+    assert db.read_sync(_count_workspaces) == before + 2
+    assert isinstance(jobs[0], cf.Future)
