@@ -76,11 +76,6 @@ def get_row(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-def get(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
-    """The rendered session object."""
-    return render_session(get_row(tx, account_id, session_id), tx.now)
-
-
 # Built once: the hot read path skips statement construction and cache-key generation.
 _GET_TEXT = sa.select(
     t.sessions.c.doc,
