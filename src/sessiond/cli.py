@@ -194,18 +194,7 @@ def keys_list(
 
     found = _run(settings, rows)
     if as_json:
-        out = [
-            {
-                "id": r["id"],
-                "account": r["account_name"],
-                "name": r["name"],
-                "role": r["role"],
-                "prefix": r["prefix"],
-                "createdAt": iso(r["created_at"]),
-                "revokedAt": iso(r["revoked_at"]),
-            }
-            for r in found
-        ]
+        out = [{**auth.render_key(r), "account": r["account_name"]} for r in found]
         print(json.dumps(out, indent=2))
         return
     table = Table("id", "account", "name", "role", "prefix", "created", "revoked")

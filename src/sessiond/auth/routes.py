@@ -12,7 +12,6 @@ from sessiond.db.executor import Tx
 from sessiond.http.deps import Admin, Ctx, Reader
 from sessiond.http.respond import Json, created
 from sessiond.http.schemas import ERRORS
-from sessiond.ids import iso
 from sessiond.models import ApiModel
 from sessiond.pagination import check_limit, decode_cursor, encode_cursor
 
@@ -60,17 +59,6 @@ class Me(BaseModel):
     key: MeKey
 
 
-def render_key(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "role": row["role"],
-        "prefix": row["prefix"],
-        "createdAt": iso(row["created_at"]),
-        "revokedAt": iso(row["revoked_at"]),
-    }
-
-
 @router.get("/me", response_model=Me)
 async def me(principal: Reader) -> Response:
     return Json(
@@ -92,7 +80,7 @@ async def create_key(request: Request, body: KeyCreate, ctx: Ctx, principal: Adm
 
     def create(tx: Tx) -> tuple[int, Any]:
         row, secret = auth.create_key(tx, principal.account_id, body.name, body.role)
-        return 201, {"key": render_key(row), "secret": secret}
+        return 201, {"key": auth.render_key(row), "secret": secret}
 
     return await created(request, ctx, principal, create)
 
@@ -105,7 +93,7 @@ async def list_keys(
     after = decode_cursor(cursor, "keys")["id"] if cursor else None
     rows = await ctx.db.read(auth.list_keys, principal.account_id, limit=n + 1, after=after)
     next_cursor = encode_cursor({"k": "keys", "id": rows[n - 1]["id"]}) if len(rows) > n else None
-    return Json({"keys": [render_key(r) for r in rows[:n]], "nextCursor": next_cursor})
+    return Json({"keys": [auth.render_key(r) for r in rows[:n]], "nextCursor": next_cursor})
 
 
 @router.delete("/keys/{key_id}", status_code=204)

@@ -16,7 +16,7 @@ from sessiond.auth.principal import ROLES, Principal
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import AlreadyExists, NotFound, invalid
-from sessiond.ids import new_id
+from sessiond.ids import iso, new_id
 from sessiond.workspaces import service as workspaces
 
 SECRET_PREFIX = "sk_"
@@ -103,6 +103,18 @@ def revoke_key(tx: Tx, account_id: str | None, key_id: str) -> dict[str, Any]:
             t.api_keys.update().where(t.api_keys.c.id == key_id).values(revoked_at=tx.now)
         )
     return {**row._mapping, "revoked_at": row.revoked_at or tx.now}
+
+
+def render_key(row: dict[str, Any]) -> dict[str, Any]:
+    """A key as the API and the CLI show it (never the secret or its hash)."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "role": row["role"],
+        "prefix": row["prefix"],
+        "createdAt": iso(row["created_at"]),
+        "revokedAt": iso(row["revoked_at"]),
+    }
 
 
 def authenticate(tx: Tx, secret: str) -> Principal | None:
