@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
-import logging
 
-import pytest
 from fastapi.testclient import TestClient
 
 from sessiond.app import create_app
@@ -56,20 +55,16 @@ def test_openapi_matches_routes(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_access_log_and_500_body_carry_request_id(
-    settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_access_log_and_500_body_carry_request_id(settings: Settings) -> None:
     settings.access_log = True
-    app = create_app(settings)
+    stream = io.StringIO()
+    app = create_app(settings, access_stream=stream)
 
     async def boom() -> None:
         raise RuntimeError("kaboom")
 
     app.add_api_route("/boom", boom)
-    with (
-        caplog.at_level(logging.INFO, logger="sessiond.access"),
-        TestClient(app, raise_server_exceptions=False) as c,
-    ):
+    with TestClient(app, raise_server_exceptions=False) as c:
         r = c.get("/boom", headers={"X-Request-Id": "trace-123"})
         ok = c.get("/healthz")
     assert r.status_code == 500
@@ -77,9 +72,9 @@ def test_access_log_and_500_body_carry_request_id(
     assert body["code"] == "internal" and body["details"]["requestId"] == "trace-123"
     assert "trace-123" in body["error"] and "kaboom" not in body["error"]
     assert ok.headers["x-request-id"].startswith("req_")
-    lines = [
-        json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "sessiond.access"
-    ]
-    boom_line = next(line for line in lines if line["path"] == "/boom")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]  # flushed at shutdown
+    assert [line["path"] for line in lines] == ["/boom", "/healthz"]
+    boom_line = lines[0]
     assert boom_line["status"] == 500 and boom_line["requestId"] == "trace-123"
-    assert {"method", "route", "durationMs", "accountId"} <= set(boom_line)
+    assert {"time", "method", "route", "durationMs", "accountId", "keyId"} <= set(boom_line)
+    assert lines[1]["requestId"] == ok.headers["x-request-id"]

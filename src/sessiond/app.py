@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from typing import TextIO
 
 from fastapi import FastAPI
 
@@ -17,6 +18,7 @@ from sessiond.db.executor import Database
 from sessiond.events.bus import EventBus
 from sessiond.events.routes import router as events_router
 from sessiond.http import errors, openapi
+from sessiond.http.accesslog import AccessLog
 from sessiond.http.metrics import Metrics
 from sessiond.http.middleware import EdgeMiddleware
 from sessiond.http.ops import router as ops_router
@@ -40,8 +42,12 @@ def open_database(settings: Settings, *, run_migrations: bool = True) -> Databas
     return db
 
 
-def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, *, run_migrations: bool = True, access_stream: TextIO | None = None
+) -> FastAPI:
+    """The app. ``access_stream`` receives the access log (default: stderr)."""
     metrics = Metrics()
+    access_log = AccessLog(access_stream) if settings.access_log else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,6 +58,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
             on_publish=metrics.events_published.inc,
         )
         await bus.start()
+        if access_log is not None:
+            access_log.start()
         # Start-up objects (routes, models, compiled statements) never die: keep them out
         # of the collector's scans, and collect young objects less eagerly (fewer pauses).
         gc.collect()
@@ -79,6 +87,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweep
             await bus.stop()
+            if access_log is not None:
+                await access_log.stop()
             await asyncio.to_thread(db.close)
 
     app = FastAPI(
@@ -98,6 +108,6 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         EdgeMiddleware,
         metrics=metrics,
         body_limit=settings.limits.body_bytes,
-        access_log=settings.access_log,
+        access_log=access_log,
     )
     return app

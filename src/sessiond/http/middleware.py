@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import time
 import uuid
 from typing import Any
@@ -16,10 +15,10 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sessiond.errors import PayloadTooLarge, UnsupportedMediaType
+from sessiond.http.accesslog import AccessLog
 from sessiond.http.errors import error_body
 from sessiond.http.metrics import Metrics
-
-access_log = logging.getLogger("sessiond.access")
+from sessiond.ids import iso, now_ms
 
 # Request ids: unique per process start, cheap to make (uuid4 per request is not).
 _RID_PREFIX = f"req_{uuid.uuid4().hex[:8]}_"
@@ -32,12 +31,12 @@ RAW_BODY_MARKERS = ("/files/", "/git/")
 
 class EdgeMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, body_limit: int, access_log: bool = True
+        self, app: ASGIApp, *, metrics: Metrics, body_limit: int, access_log: AccessLog | None
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.body_limit = body_limit
-        self.log_enabled = access_log
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,11 +118,12 @@ class EdgeMiddleware:
         template = getattr(route, "path", None) or "<unmatched>"
         method = scope["method"]
         self.metrics.observe(method, template, status, elapsed)
-        if self.log_enabled and access_log.isEnabledFor(logging.INFO):
+        if self.access_log is not None:
             state: dict[str, Any] = scope.get("state", {})
-            access_log.info(
+            self.access_log.write(
                 json.dumps(
                     {
+                        "time": iso(now_ms()),
                         "event": "request",
                         "requestId": request_id,
                         "method": method,
