@@ -10,9 +10,13 @@ from typing import TextIO
 
 from fastapi import FastAPI
 
+from sessiond.annotations.routes import router as annotations_router
+from sessiond.approvals.routes import router as approvals_router
 from sessiond.auth.routes import router as auth_router
 from sessiond.background import sweeper
+from sessiond.cache.routes import router as cache_router
 from sessiond.context import AppContext, AuthCache
+from sessiond.conversation.routes import router as messages_router
 from sessiond.db import migrate
 from sessiond.db.executor import Database
 from sessiond.events.bus import EventBus
@@ -22,8 +26,10 @@ from sessiond.http.accesslog import AccessLog
 from sessiond.http.metrics import Metrics
 from sessiond.http.middleware import EdgeMiddleware
 from sessiond.http.ops import router as ops_router
+from sessiond.notes.routes import router as notes_router
 from sessiond.sessions.routes import router as sessions_router
 from sessiond.settings import Settings
+from sessiond.tasks.routes import router as tasks_router
 from sessiond.workspaces.routes import router as workspaces_router
 
 VERSION = "0.1.0"
@@ -102,7 +108,19 @@ def create_app(
     )
     errors.install(app)
     openapi.install(app)
-    for router in (ops_router, auth_router, workspaces_router, sessions_router, events_router):
+    for router in (
+        ops_router,
+        auth_router,
+        workspaces_router,
+        sessions_router,
+        messages_router,
+        tasks_router,
+        notes_router,
+        annotations_router,
+        approvals_router,
+        cache_router,
+        events_router,
+    ):
         app.include_router(router)
     app.add_middleware(
         EdgeMiddleware,

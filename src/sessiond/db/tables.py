@@ -88,6 +88,8 @@ sessions = sa.Table(
     # The session object as JSON text (without ``context``), rewritten with every change:
     # GET and list serve it without decoding and re-encoding 9 JSON columns per row.
     sa.Column("doc", sa.Text, nullable=False),
+    # The conversation path: {"head", "next", "segments"} (docs/design/conversation.md).
+    sa.Column("conversation", sa.JSON, nullable=False),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),
@@ -137,4 +139,115 @@ idempotency_keys = sa.Table(
     sa.Column("response", sa.Text, nullable=False),
     sa.Column("created_at", Ms, nullable=False),
     sa.Index(None, "created_at"),
+)
+
+
+# -- conversation (docs/design/conversation.md) ----------------------------------------------
+
+# Immutable once complete. ``session_id`` is the session that appended it (the owner of
+# its branch); other sessions may show it through their path.
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(40), nullable=False),
+    sa.Column("branch_id", sa.String(40), nullable=False),
+    sa.Column("bseq", sa.Integer, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # The message's own fields as JSON text (reads splice id/seq/parentId in front).
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.UniqueConstraint("branch_id", "bseq"),
+)
+
+# Which sessions show which branches: deleting a session frees only what no one else shows.
+conversation_refs = sa.Table(
+    "conversation_refs",
+    metadata,
+    sa.Column("branch_id", sa.String(40), primary_key=True),
+    sa.Column("session_id", sa.String(40), primary_key=True),
+    sa.Index(None, "session_id"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(40), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(8), nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index(None, "session_id", "position"),
+)
+
+notes = sa.Table(
+    "notes",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(40), nullable=False),
+    sa.Column("workspace_id", sa.String(63), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index(None, "session_id", "id"),
+    sa.Index(None, "account_id", "workspace_id", "id"),
+    sa.Index(None, "account_id", "id"),
+)
+
+annotations_table = sa.Table(  # (``annotations`` is taken by the __future__ import)
+    "annotations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(40), nullable=False),
+    sa.Column("target", sa.JSON, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index(None, "session_id", "id"),
+)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(40), nullable=False),
+    sa.Column("workspace_id", sa.String(63), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("details", sa.JSON, nullable=True),
+    sa.Column("kind", sa.String(100), nullable=True),
+    sa.Column("options", sa.JSON, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("decided_by", sa.String(40), nullable=True),
+    sa.Column("decided_at", Ms, nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index(None, "session_id", "id"),
+    sa.Index(None, "account_id", "status", "id"),
+)
+
+cache_entries = sa.Table(
+    "cache_entries",
+    metadata,
+    sa.Column("session_id", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),  # JSON text
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("expires_at", Ms, nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
 )

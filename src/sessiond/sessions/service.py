@@ -15,6 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sessiond.conversation import path as conversation_path
+from sessiond.conversation import store as conversation_store
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import (
@@ -44,6 +46,15 @@ VERSIONED_FIELDS = frozenset(
 # Fields a PATCH may change on a session that is not active (organising it stays possible).
 ALWAYS_PATCHABLE = frozenset({"title", "tags", "metadata", "status"})
 CAMEL = {"ttl_seconds": "ttlSeconds", "expires_at": "expiresAt"}
+# Rows that belong to one session and go with it (messages go through their refs).
+SESSION_OWNED = (
+    t.session_tags,
+    t.tasks,
+    t.notes,
+    t.annotations_table,
+    t.approvals,
+    t.cache_entries,
+)
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
 
@@ -274,6 +285,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "updated_at": now,
         "last_activity_at": now,
         "closed_at": None,
+        "conversation": conversation_path.empty(),
     }
     row["doc"] = session_doc(row)
     tx.conn.execute(t.sessions.insert(), row)
@@ -460,7 +472,9 @@ def delete(tx: Tx, account_id: str, session_id: str, *, if_match: int | str | No
     The ``session.deleted`` event is written after, so account-wide streams see it.
     """
     row = load_for_write(tx, account_id, session_id, if_match=if_match)
-    tx.conn.execute(t.session_tags.delete().where(t.session_tags.c.session_id == session_id))
+    conversation_store.release(tx, session_id)
+    for table in SESSION_OWNED:
+        tx.conn.execute(table.delete().where(table.c.session_id == session_id))
     tx.conn.execute(t.events.delete().where(t.events.c.session_id == session_id))
     tx.conn.execute(t.sessions.delete().where(t.sessions.c.id == session_id))
     _emit(tx, row, "session.deleted", {"id": session_id})

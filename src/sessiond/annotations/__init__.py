@@ -1,0 +1,1 @@
+"""Annotations: review notes on a file range or a message."""

@@ -1,0 +1,1 @@
+"""Approvals: human-in-the-loop decisions (pending → granted | denied, once)."""

@@ -1,0 +1,1 @@
+"""Cache entries: per-session key/value with TTL and compare-and-set."""

@@ -1,0 +1,1 @@
+"""Messages on a branchable history (docs/design/conversation.md)."""

@@ -1,0 +1,93 @@
+"""Message routes: parse, call the message service on the executor, render."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from sessiond.conversation import messages
+from sessiond.conversation.models import MessageCreate, MessagePatch
+from sessiond.conversation.schemas import MessageEnvelope, MessageList
+from sessiond.db.executor import Tx
+from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
+from sessiond.http.respond import Json, created
+from sessiond.http.schemas import ERRORS
+from sessiond.pagination import check_limit
+
+router = APIRouter(prefix="/v1/sessions/{session_id}/messages", tags=["messages"], responses=ERRORS)
+
+
+def page_body(docs: list[str], next_cursor: str | None) -> str:
+    return f'{{"messages":[{",".join(docs)}],"nextCursor":{json.dumps(next_cursor)}}}'
+
+
+@router.post("", status_code=201, response_model=MessageEnvelope)
+async def append_message(
+    session_id: str,
+    body: MessageCreate,
+    request: Request,
+    ctx: Ctx,
+    principal: Writer,
+    if_match: IfMatch,
+) -> Response:
+    """Append to the end of the conversation. ``Idempotency-Key`` makes retries safe."""
+    limits = ctx.settings.limits
+
+    def create(tx: Tx) -> tuple[int, Any]:
+        message = messages.append(
+            tx, limits, principal.account_id, session_id, body, if_match=if_match
+        )
+        return 201, {"message": message}
+
+    return await created(request, ctx, principal, create)
+
+
+@router.get("", response_model=MessageList)
+async def list_messages(
+    session_id: str,
+    ctx: Ctx,
+    principal: Reader,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    order: str = "asc",
+) -> Response:
+    """The current conversation path, oldest first (``order=desc``: newest first).
+
+    ``after``/``before`` are seqs; ``before=S&limit=N`` gives the N messages just before S.
+    """
+    query = messages.PageQuery(
+        after=after, before=before, limit=check_limit(limit), cursor=cursor, order=order
+    )
+    docs, next_cursor = await ctx.db.read(
+        messages.list_page, principal.account_id, session_id, query
+    )
+    return Response(page_body(docs, next_cursor), media_type="application/json")
+
+
+@router.get("/{message_id}", response_model=MessageEnvelope)
+async def get_message(session_id: str, message_id: str, ctx: Ctx, principal: Reader) -> Response:
+    text = await ctx.db.read(messages.get_text, principal.account_id, session_id, message_id)
+    return Response(f'{{"message":{text}}}', media_type="application/json")
+
+
+@router.patch("/{message_id}", response_model=MessageEnvelope)
+async def patch_message(
+    session_id: str, message_id: str, body: MessagePatch, ctx: Ctx, principal: Writer
+) -> Response:
+    """Stream into a message (``appendText``, ``appendParts``), finish it (``status``), or
+    update a tool call (``toolCall``)."""
+    message = await ctx.db.write(
+        messages.update, ctx.settings.limits, principal.account_id, session_id, message_id, body
+    )
+    return Json({"message": message})
+
+
+@router.delete("/{message_id}", status_code=204)
+async def delete_message(session_id: str, message_id: str, ctx: Ctx, principal: Writer) -> Response:
+    """Remove the message from the conversation; its children follow its parent."""
+    await ctx.db.write(messages.delete, principal.account_id, session_id, message_id)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Notes: session-scoped markdown notes, listable across a workspace."""

@@ -1,0 +1,9 @@
+"""notes routes (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from sessiond.http.schemas import ERRORS
+
+router = APIRouter(tags=["notes"], responses=ERRORS)

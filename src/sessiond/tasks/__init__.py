@@ -1,0 +1,1 @@
+"""Tasks: the session's todo list / agent plan."""

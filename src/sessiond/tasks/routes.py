@@ -1,0 +1,9 @@
+"""tasks routes (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from sessiond.http.schemas import ERRORS
+
+router = APIRouter(tags=["tasks"], responses=ERRORS)
