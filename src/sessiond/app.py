@@ -29,6 +29,9 @@ from sessiond.http.ops import router as ops_router
 from sessiond.notes.routes import router as notes_router
 from sessiond.sessions.routes import router as sessions_router
 from sessiond.settings import Settings
+from sessiond.summaries import service as summaries
+from sessiond.summaries.routes import router as summaries_router
+from sessiond.summaries.summarizer import DefaultSummarizer, Summarizer
 from sessiond.tasks.routes import router as tasks_router
 from sessiond.workspaces.routes import router as workspaces_router
 
@@ -49,10 +52,16 @@ def open_database(settings: Settings, *, run_migrations: bool = True) -> Databas
 
 
 def create_app(
-    settings: Settings, *, run_migrations: bool = True, access_stream: TextIO | None = None
+    settings: Settings,
+    *,
+    run_migrations: bool = True,
+    access_stream: TextIO | None = None,
+    summarizer: Summarizer | None = None,
 ) -> FastAPI:
-    """The app. ``access_stream`` receives the access log (default: stderr)."""
+    """The app. ``access_stream`` receives the access log (default: stderr);
+    ``summarizer`` replaces the default, deterministic one (see ``summaries.summarizer``)."""
     metrics = Metrics()
+    summarize = summarizer or DefaultSummarizer(settings.summary_chars)
     access_log = AccessLog(access_stream) if settings.access_log else None
 
     @contextlib.asynccontextmanager
@@ -77,6 +86,7 @@ def create_app(
             bus=bus,
             metrics=metrics,
             auth_cache=AuthCache(settings.auth_cache_seconds),
+            summarizer=summarize,
         )
         sweep = asyncio.create_task(
             sweeper(
@@ -86,12 +96,24 @@ def create_app(
             ),
             name="sweeper",
         )
+        summaries_sweep = asyncio.create_task(
+            summaries.sweep_loop(
+                db,
+                summarize,
+                interval=settings.sweep_interval_seconds,
+                scan=settings.summary_scan_messages,
+            ),
+            name="summaries",
+        )
         try:
             yield
         finally:
-            sweep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweep
+            jobs = [sweep, summaries_sweep, *app.state.ctx.background]
+            for job in jobs:
+                job.cancel()
+            for job in jobs:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
             await bus.stop()
             if access_log is not None:
                 await access_log.stop()
@@ -119,6 +141,7 @@ def create_app(
         annotations_router,
         approvals_router,
         cache_router,
+        summaries_router,
         events_router,
     ):
         app.include_router(router)

@@ -1,4 +1,4 @@
-"""Periodic background work: TTL expiry sweep and idempotency-record purge.
+"""Periodic background work: TTL expiry sweep, expired cache entries, idempotency purge.
 
 Safe with many instances: the sweep claims rows with ``SKIP LOCKED`` on PostgreSQL.
 """
@@ -9,6 +9,7 @@ import asyncio
 import logging
 
 from sessiond import idempotency
+from sessiond.cache import service as cache
 from sessiond.db.executor import Database
 from sessiond.sessions import service as sessions
 
@@ -22,6 +23,8 @@ async def sweeper(db: Database, *, interval: float, idempotency_ttl: int) -> Non
         ticks += 1
         try:
             while await db.write(sessions.sweep_expired) >= 500:
+                pass
+            while await db.write(cache.purge_expired) >= 1000:
                 pass
             if ticks % 60 == 1:
                 await db.write(idempotency.purge_expired, idempotency_ttl)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from sessiond.auth.principal import Principal
 from sessiond.db.executor import Database
 from sessiond.events.bus import EventBus
 from sessiond.http.metrics import Metrics
 from sessiond.settings import Settings
+from sessiond.summaries.summarizer import Summarizer
+
+log = logging.getLogger("sessiond")
 
 
 @dataclass
@@ -43,3 +50,16 @@ class AppContext:
     bus: EventBus
     metrics: Metrics
     auth_cache: AuthCache
+    summarizer: Summarizer
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``coro`` after the response; its failure is logged, never raised."""
+        task = asyncio.create_task(coro, name=name)
+        self.background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())

@@ -93,6 +93,15 @@ def invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed([{"field": field, "message": message}])
 
 
+class InvalidPath(SessiondError):
+    """422 ``invalid_path``: a workspace path breaks the path rules (API.md, Workspace).
+
+    ``details.errors`` has the same ``[{field, message}]`` shape as ``validation_error``.
+    """
+
+    status, code = 422, "invalid_path"
+
+
 class IdempotencyMismatch(SessiondError):
     status, code = 422, "idempotency_mismatch"
 

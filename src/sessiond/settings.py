@@ -27,6 +27,7 @@ class Limits(BaseModel):
     tag_chars: int = 100
     json_bytes: int = 1024 * 1024  # metadata / context
     event_data_bytes: int = 256 * 1024
+    cache_value_bytes: int = 1024 * 1024  # one cache entry's value, as JSON
 
 
 class Settings(BaseModel):
@@ -54,6 +55,11 @@ class Settings(BaseModel):
     event_poll_seconds: float = 1.0
     # How long an API key lookup may be served from the in-process cache.
     auth_cache_seconds: float = 2.0
+
+    # Summaries: the default summarizer's length, and how many of the last messages it
+    # reads (besides the first page) — a bound that keeps 100,000-message sessions cheap.
+    summary_chars: int = 2000
+    summary_scan_messages: int = 2000
 
     access_log: bool = True
     log_level: str = "info"

@@ -21,7 +21,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import InvalidTransition, NotFound, PayloadTooLarge, ValidationFailed, invalid
 from sessiond.ids import iso, new_id
-from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from sessiond.sessions import service as sessions
 from sessiond.sessions import validation as v
 from sessiond.settings import Limits
@@ -83,7 +83,9 @@ def read_path(tx: Tx, account_id: str, session_id: str) -> P.Path:
     return row[0]  # type: ignore[no-any-return]
 
 
-def _fetch(tx: Tx, account_id: str, path: P.Path, first: int, last: int) -> list[tuple[int, Any]]:
+def fetch_range(
+    tx: Tx, account_id: str, path: P.Path, first: int, last: int
+) -> list[tuple[int, Any]]:
     """``[(seq, row)]`` for seqs ``first..last`` of the path, in seq order (one query)."""
     if last < first:
         return []
@@ -96,10 +98,17 @@ def _fetch(tx: Tx, account_id: str, path: P.Path, first: int, last: int) -> list
             m.c.account_id == account_id, sa.or_(*where) if len(where) > 1 else where[0]
         )
     ).all()
-    offsets = {r.branch: r.offset for r in ranges}
-    out = [(row.bseq + offsets[row.branch_id], row) for row in rows]
+    out = [(_seq_in(ranges, row.branch_id, row.bseq), row) for row in rows]
     out.sort(key=lambda item: item[0])
     return out
+
+
+def _seq_in(ranges: list[P.Range], branch: str, bseq: int) -> int:
+    # A branch may appear in several ranges (a delete splits its segment).
+    for r in ranges:
+        if r.branch == branch and r.lo <= bseq <= r.hi:
+            return bseq + r.offset
+    raise AssertionError(f"row {branch}/{bseq} outside the ranges it was fetched by")
 
 
 def _page_text(session_id: str, fetched: list[tuple[int, Any]], first: int) -> list[str]:
@@ -118,7 +127,7 @@ def _page_text(session_id: str, fetched: list[tuple[int, Any]], first: int) -> l
 class PageQuery:
     after: int | None = None
     before: int | None = None
-    limit: int = 50
+    limit: int | None = None  # None: the cursor's limit, else 50
     cursor: str | None = None
     order: str = "asc"
 
@@ -149,9 +158,11 @@ def list_page(
     path = read_path(tx, account_id, session_id)
     n = P.count(path)
     order, after, before = q.order, q.after, q.before
+    limit = q.limit or DEFAULT_LIMIT
     if q.cursor is not None:
         c = decode_cursor(q.cursor, "messages")
         order, direction = c["o"], c["d"]
+        limit = q.limit or c.get("l") or DEFAULT_LIMIT
         where = _resolve(tx, account_id, path, c["id"], c["s"])
         if direction == "down":  # after the anchor (deleted since: the seq it had, minus 1)
             after, before = (where if where is not None else c["s"] - 1), c.get("b")
@@ -163,20 +174,22 @@ def list_page(
     lo = after or 0
     hi = min(before, n + 1) if before is not None else n + 1
     if direction == "up":
-        last, first = hi - 1, max(lo + 1, hi - q.limit)
+        last, first = hi - 1, max(lo + 1, hi - limit)
     else:
-        first, last = lo + 1, min(hi - 1, lo + q.limit)
-    fetched = _fetch(tx, account_id, path, max(first - 1, 1), last)
+        first, last = lo + 1, min(hi - 1, lo + limit)
+    fetched = fetch_range(tx, account_id, path, max(first - 1, 1), last)
     docs = _page_text(session_id, fetched, first)
     ids = {seq: row.id for seq, row in fetched}
     next_cursor = None
     if docs and direction == "up" and first > lo + 1:
         next_cursor = encode_cursor(
             {"k": "messages", "o": order, "d": "up", "id": ids[first], "s": first, "a": after}
+            | {"l": limit}
         )
     elif docs and direction == "down" and last < hi - 1:
         next_cursor = encode_cursor(
             {"k": "messages", "o": order, "d": "down", "id": ids[last], "s": last, "b": before}
+            | {"l": limit}
         )
     if order == "desc":
         docs.reverse()

@@ -58,9 +58,14 @@ async def list_messages(
     """The current conversation path, oldest first (``order=desc``: newest first).
 
     ``after``/``before`` are seqs; ``before=S&limit=N`` gives the N messages just before S.
+    A ``cursor`` keeps the direction and the limit of the request that issued it.
     """
     query = messages.PageQuery(
-        after=after, before=before, limit=check_limit(limit), cursor=cursor, order=order
+        after=after,
+        before=before,
+        limit=None if limit is None else check_limit(limit),
+        cursor=cursor,
+        order=order,
     )
     docs, next_cursor = await ctx.db.read(
         messages.list_page, principal.account_id, session_id, query

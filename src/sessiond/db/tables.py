@@ -90,11 +90,14 @@ sessions = sa.Table(
     sa.Column("doc", sa.Text, nullable=False),
     # The conversation path: {"head", "next", "segments"} (docs/design/conversation.md).
     sa.Column("conversation", sa.JSON, nullable=False),
+    # Set when the session closes, cleared when its summary is stored: the summary queue.
+    sa.Column("summary_due", Ms, nullable=True),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),
     sa.Index(None, "account_id", "parent_id"),
     sa.Index(None, "status", "expires_at"),
+    sa.Index(None, "summary_due"),
 )
 
 # One row per (session, tag): makes "all of these tags" an indexed filter on both dialects.
@@ -237,17 +240,23 @@ approvals = sa.Table(
     sa.Column("updated_at", Ms, nullable=False),
     sa.Index(None, "session_id", "id"),
     sa.Index(None, "account_id", "status", "id"),
+    sa.Index(None, "account_id", "id"),  # the review queue without a status filter
 )
+
+# Keys compare byte by byte on both backends (SQLite's BINARY; "C" on PostgreSQL), so
+# listings are ordered the same everywhere and a prefix is an index range.
+CacheKey = sa.String(512).with_variant(sa.String(512, collation="C"), "postgresql")
 
 cache_entries = sa.Table(
     "cache_entries",
     metadata,
     sa.Column("session_id", sa.String(40), primary_key=True),
-    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("key", CacheKey, primary_key=True),
     sa.Column("account_id", sa.String(40), nullable=False),
     sa.Column("value", sa.Text, nullable=False),  # JSON text
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("expires_at", Ms, nullable=True),
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("updated_at", Ms, nullable=False),
+    sa.Index(None, "expires_at"),  # the purge of expired entries
 )

@@ -122,9 +122,12 @@ class EventBus:
         self.subscribers.discard(sub)
 
     async def _pump(self) -> None:
-        while True:
+        # ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` can swallow a
+        # cancellation that arrives as the wake-up fires, and ``stop()`` then waits forever.
+        while not self.closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._drain()

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from sessiond.conversation import messages
 from sessiond.db.executor import Tx
+from sessiond.errors import invalid
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created, with_etag
 from sessiond.http.schemas import ERRORS
@@ -17,6 +19,7 @@ from sessiond.sessions import service as sessions
 from sessiond.sessions.models import CloseBody, ContextBody, SessionCreate, SessionPatch, TagsPatch
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import ContextEnvelope, SessionEnvelope, SessionList
+from sessiond.summaries import service as summaries
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERRORS)
 
@@ -74,12 +77,33 @@ async def list_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionEnvelope)
-async def get_session(session_id: str, ctx: Ctx, principal: Reader) -> Response:
-    """The session; ``ETag`` is its ``lifecycleVersion``."""
-    version, text = await ctx.db.read(sessions.get_text, principal.account_id, session_id)
-    return Response(
-        f'{{"session":{text}}}', media_type="application/json", headers={"ETag": f'"{version}"'}
-    )
+async def get_session(
+    session_id: str, ctx: Ctx, principal: Reader, include: str | None = None
+) -> Response:
+    """The session; ``ETag`` is its ``lifecycleVersion``. ``?include=messages`` adds
+    ``"messages"``: the first page of the conversation (50, oldest first)."""
+    with_messages = _includes(include)
+
+    def read(tx: Tx) -> tuple[int, str]:
+        version, text = sessions.get_text(tx, principal.account_id, session_id)
+        body = f'{{"session":{text}'
+        if with_messages:
+            docs, _ = messages.list_page(tx, principal.account_id, session_id, messages.PageQuery())
+            body += f',"messages":[{",".join(docs)}]'
+        return version, body + "}"
+
+    version, body = await ctx.db.read(read)
+    return Response(body, media_type="application/json", headers={"ETag": f'"{version}"'})
+
+
+def _includes(include: str | None) -> bool:
+    if include is None:
+        return False
+    names = {n.strip() for n in include.split(",") if n.strip()}
+    unknown = names - {"messages"}
+    if unknown:
+        raise invalid("include", f"unknown: {', '.join(sorted(unknown))}; supported: messages")
+    return "messages" in names
 
 
 @router.patch("/{session_id}", response_model=SessionEnvelope)
@@ -170,7 +194,8 @@ async def close_session(
     if_match: IfMatch,
     body: CloseBody | None = None,
 ) -> Response:
-    """``active`` → ``closed``."""
+    """``active`` → ``closed``. The summary is produced right after, in the background; it
+    appears on the session with a ``session.updated`` event (``changes: ["summary"]``)."""
     expected = body.expected_version if body else None
 
     def run(tx: Tx) -> dict[str, Any]:
@@ -180,4 +205,14 @@ async def close_session(
         return render_session(row, tx.now)
 
     session = await ctx.db.write(run)
+    ctx.spawn(
+        summaries.produce(
+            ctx.db,
+            ctx.summarizer,
+            principal.account_id,
+            session_id,
+            scan=ctx.settings.summary_scan_messages,
+        ),
+        name=f"summary {session_id}",
+    )
     return with_etag({"session": session}, session)

@@ -286,6 +286,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "last_activity_at": now,
         "closed_at": None,
         "conversation": conversation_path.empty(),
+        "summary_due": None,
     }
     row["doc"] = session_doc(row)
     tx.conn.execute(t.sessions.insert(), row)
@@ -460,7 +461,8 @@ def close(
         tx, account_id, session_id, if_match=if_match, expected_version=expected_version
     )
     lifecycle.check_close(row["status"])
-    _apply(tx, row, {"status": "closed", "closed_at": tx.now})
+    # summary_due queues the summary (summaries.service produces it after the commit).
+    _apply(tx, row, {"status": "closed", "closed_at": tx.now, "summary_due": tx.now})
     _emit(tx, row, "session.status", {"from": "active", "to": "closed"})
     _emit_updated(tx, row, ["status"])
     return row

@@ -1,0 +1,256 @@
+"""Approval service: request, decide (exactly once), read, list.
+
+An approval is a question an agent asks a human: ``pending`` until someone grants or
+denies it, then final. Writes lock the session row (``sessions.load_for_write``), require
+an ``active`` session and emit their event in the same transaction. The decision itself
+is a conditional ``UPDATE ... WHERE status = 'pending'``, so of two concurrent decisions
+exactly one changes the row, even without the session lock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from sessiond.approvals.models import STATUSES, ApprovalCreate
+from sessiond.db import tables as t
+from sessiond.db.executor import Tx
+from sessiond.errors import InvalidTransition, NotFound, ValidationFailed, invalid
+from sessiond.ids import iso, new_id
+from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.sessions import service as sessions
+from sessiond.settings import Limits
+
+JSON_BYTES = 64 * 1024  # details, and options, each
+MAX_OPTIONS = 50
+KIND_MAX = 100
+COMMENT_MAX = 10_000
+CURSOR_KIND = "approvals"
+
+a = t.approvals
+
+
+def approval_not_found(approval_id: str) -> NotFound:
+    return NotFound(f"approval {approval_id} not found in this session")
+
+
+def render(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "sessionId": row["session_id"],
+        "workspaceId": row["workspace_id"],
+        "title": row["title"],
+        "details": row["details"],
+        "kind": row["kind"],
+        "options": row["options"],
+        "status": row["status"],
+        "comment": row["comment"],
+        "decidedAt": iso(row["decided_at"]),
+        "decidedBy": row["decided_by"],
+        "createdAt": iso(row["created_at"]),
+    }
+
+
+def json_bytes(field: str, value: Any) -> int:
+    """Size of ``value`` as compact JSON; NaN/Infinity (which Python's parser lets in) → 422."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise invalid(field, "must be JSON (NaN and Infinity are not JSON numbers)") from None
+    return len(text.encode("utf-8"))
+
+
+def _check_create(limits: Limits, body: ApprovalCreate) -> None:
+    errors: list[dict[str, str]] = []
+    if not 1 <= len(body.title) <= limits.title_chars:
+        errors.append({"field": "title", "message": f"1 to {limits.title_chars} characters"})
+    if body.kind is not None and not 1 <= len(body.kind) <= KIND_MAX:
+        errors.append({"field": "kind", "message": f"1 to {KIND_MAX} characters, or null"})
+    if body.options is not None and len(body.options) > MAX_OPTIONS:
+        errors.append({"field": "options", "message": f"at most {MAX_OPTIONS} items"})
+    for name in ("details", "options"):
+        if json_bytes(name, getattr(body, name)) > JSON_BYTES:
+            errors.append({"field": name, "message": f"at most {JSON_BYTES} bytes of JSON"})
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _emit(tx: Tx, approval: dict[str, Any], account_id: str, type: str) -> None:
+    tx.emit(
+        account_id,
+        type,
+        {"approval": approval},
+        session_id=approval["sessionId"],
+        workspace_id=approval["workspaceId"],
+    )
+
+
+# -- writes --------------------------------------------------------------------------------
+
+
+def create(
+    tx: Tx,
+    limits: Limits,
+    account_id: str,
+    session_id: str,
+    body: ApprovalCreate,
+    *,
+    if_match: int | str | None = None,
+) -> dict[str, Any]:
+    """Ask for a decision: a new ``pending`` approval and its ``approval.requested`` event."""
+    _check_create(limits, body)
+    session = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    sessions.require_active(session)
+    row: dict[str, Any] = {
+        "id": new_id("apr"),
+        "account_id": account_id,
+        "session_id": session_id,
+        "workspace_id": session["workspace_id"],
+        "title": body.title,
+        "details": body.details,
+        "kind": body.kind,
+        "options": body.options,
+        "status": "pending",
+        "comment": None,
+        "decided_by": None,
+        "decided_at": None,
+        "created_at": tx.now,
+        "updated_at": tx.now,
+    }
+    tx.conn.execute(a.insert().values(**row))
+    approval = render(row)
+    _emit(tx, approval, account_id, "approval.requested")
+    return approval
+
+
+def decide(
+    tx: Tx,
+    account_id: str,
+    session_id: str,
+    approval_id: str,
+    verdict: str,
+    *,
+    comment: str | None,
+    decided_by: str,
+    if_match: int | str | None = None,
+) -> dict[str, Any]:
+    """``pending`` → ``granted`` | ``denied``, once; any later decision → 409."""
+    if verdict not in ("granted", "denied"):  # pragma: no cover - the routes pass constants
+        raise ValueError(verdict)
+    if comment is not None and len(comment) > COMMENT_MAX:
+        raise invalid("comment", f"at most {COMMENT_MAX} characters")
+    session = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    sessions.require_active(session)
+    changed = tx.conn.execute(
+        a.update()
+        .where(
+            a.c.id == approval_id,
+            a.c.session_id == session_id,
+            a.c.account_id == account_id,
+            a.c.status == "pending",
+        )
+        .values(
+            status=verdict,
+            comment=comment,
+            decided_at=tx.now,
+            decided_by=decided_by,
+            updated_at=tx.now,
+        )
+    ).rowcount
+    row = _row(tx, account_id, session_id, approval_id)
+    if row is None:
+        raise approval_not_found(approval_id)
+    if changed != 1:
+        raise InvalidTransition(
+            f"approval {approval_id} is already {row['status']}; a decision is final "
+            "(ask again with a new approval)",
+            details={"status": row["status"]},
+        )
+    approval = render(row)
+    _emit(tx, approval, account_id, "approval.resolved")
+    return approval
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+def _row(tx: Tx, account_id: str, session_id: str, approval_id: str) -> dict[str, Any] | None:
+    found = tx.conn.execute(
+        sa.select(a).where(
+            a.c.id == approval_id, a.c.session_id == session_id, a.c.account_id == account_id
+        )
+    ).first()
+    return None if found is None else dict(found._mapping)
+
+
+def _require_session(tx: Tx, account_id: str, session_id: str) -> None:
+    found = tx.conn.execute(
+        sa.select(t.sessions.c.id).where(
+            t.sessions.c.id == session_id, t.sessions.c.account_id == account_id
+        )
+    ).first()
+    if found is None:
+        raise sessions.not_found(session_id)
+
+
+def get(tx: Tx, account_id: str, session_id: str, approval_id: str) -> dict[str, Any]:
+    row = _row(tx, account_id, session_id, approval_id)
+    if row is None:
+        _require_session(tx, account_id, session_id)
+        raise approval_not_found(approval_id)
+    return render(row)
+
+
+def parse_status(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in STATUSES:
+        raise invalid("status", f"must be one of {', '.join(STATUSES)}")
+    return value
+
+
+@dataclass(frozen=True)
+class ApprovalFilters:
+    status: str | None = None
+    session_id: str | None = None
+    workspace_id: str | None = None
+
+
+def list_page(
+    tx: Tx,
+    account_id: str,
+    f: ApprovalFilters,
+    *,
+    limit: int,
+    cursor: str | None,
+    session_scoped: bool = False,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Approvals oldest first, keyset-paginated on the id (ids sort by creation time).
+
+    ``session_scoped``: the listing of one session (``f.session_id``), 404 if it is not
+    this account's; otherwise the account-wide review queue, where filters never 404.
+    """
+    if session_scoped:
+        assert f.session_id is not None
+        _require_session(tx, account_id, f.session_id)
+    q = sa.select(a).where(a.c.account_id == account_id)
+    if f.status is not None:
+        q = q.where(a.c.status == f.status)
+    if f.session_id is not None:
+        q = q.where(a.c.session_id == f.session_id)
+    if f.workspace_id is not None:
+        q = q.where(a.c.workspace_id == f.workspace_id)
+    if cursor:
+        after = decode_cursor(cursor, CURSOR_KIND).get("id")
+        if not isinstance(after, str):
+            raise invalid("cursor", "not a cursor this server issued; use nextCursor as given")
+        q = q.where(a.c.id > after)
+    rows = [dict(r._mapping) for r in tx.conn.execute(q.order_by(a.c.id).limit(limit + 1))]
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor({"k": CURSOR_KIND, "id": rows[-1]["id"]})
+    return [render(r) for r in rows], next_cursor

@@ -1,0 +1,1 @@
+"""Session summaries: produced on close (in the background) and on demand."""
