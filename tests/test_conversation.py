@@ -18,6 +18,7 @@ from sessiond.conversation import path as P
 from sessiond.conversation.models import MessageCreate
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
+from sessiond.ids import new_id
 from sessiond.sessions import service as sessions
 from sessiond.sessions.models import SessionCreate
 from tests.support.api import Api, Tenant
@@ -100,23 +101,50 @@ def _count_rows(tx: Tx) -> int:
 
 
 def _seed(client: TestClient, tenant: Tenant, n: int) -> str:
+    """A session with ``n`` messages. The first 10 go through the service; the rest are
+    bulk-inserted on the same branch (the seeding is not what is tested, and 10,000
+    appends one by one would dominate the suite's time)."""
     db = client.app.state.ctx.db  # type: ignore[attr-defined]
     limits = client.app.state.ctx.settings.limits  # type: ignore[attr-defined]
 
     def make(tx: Tx) -> str:
         row = sessions.create(tx, limits, tenant.account_id, SessionCreate(title="src"))
+        for i in range(min(n, 10)):
+            body = MessageCreate(role="user" if i % 2 == 0 else "assistant", content=f"m{i}")
+            messages.append(tx, limits, tenant.account_id, row["id"], body)
+        if n <= 10:
+            return str(row["id"])
+        row = sessions.load_for_write(tx, tenant.account_id, row["id"])
+        path = row["conversation"]
+        branch = path["head"]
+        template = tx.conn.execute(
+            sa.select(t.messages.c.doc).where(t.messages.c.branch_id == branch)
+        ).first()
+        assert template is not None
+        tx.conn.execute(
+            t.messages.insert(),
+            [
+                {
+                    "id": new_id("msg"),
+                    "account_id": tenant.account_id,
+                    "session_id": row["id"],
+                    "branch_id": branch,
+                    "bseq": i,
+                    "role": "user",
+                    "status": "complete",
+                    "doc": template[0],
+                    "created_at": tx.now,
+                    "updated_at": tx.now,
+                }
+                for i in range(11, n + 1)
+            ],
+        )
+        sessions.touch(
+            tx, row, conversation={"head": branch, "next": n + 1, "segments": [[branch, 1, n, 0]]}
+        )
         return str(row["id"])
 
-    sid = db.write_sync(make)
-    for start in range(0, n, 1000):
-
-        def batch(tx: Tx, start: int = start) -> None:
-            for i in range(start, min(start + 1000, n)):
-                body = MessageCreate(role="user" if i % 2 == 0 else "assistant", content=f"m{i}")
-                messages.append(tx, limits, tenant.account_id, sid, body)
-
-        db.write_sync(batch)
-    return sid
+    return db.write_sync(make)  # type: ignore[no-any-return]
 
 
 def _fork(client: TestClient, tenant: Tenant, source_id: str, at_seq: int | None) -> str:

@@ -57,9 +57,12 @@ def create_app(
     run_migrations: bool = True,
     access_stream: TextIO | None = None,
     summarizer: Summarizer | None = None,
+    tune_gc: bool = False,
 ) -> FastAPI:
     """The app. ``access_stream`` receives the access log (default: stderr);
-    ``summarizer`` replaces the default, deterministic one (see ``summaries.summarizer``)."""
+    ``summarizer`` replaces the default, deterministic one (see ``summaries.summarizer``);
+    ``tune_gc`` freezes start-up objects out of the garbage collector (``sessiond serve``
+    does; an embedder or a test process that builds many apps should not)."""
     metrics = Metrics()
     summarize = summarizer or DefaultSummarizer(settings.summary_chars)
     access_log = AccessLog(access_stream) if settings.access_log else None
@@ -75,11 +78,13 @@ def create_app(
         await bus.start()
         if access_log is not None:
             access_log.start()
-        # Start-up objects (routes, models, compiled statements) never die: keep them out
-        # of the collector's scans, and collect young objects less eagerly (fewer pauses).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 20)
+        if tune_gc:
+            # Start-up objects (routes, models, compiled statements) never die: keep them
+            # out of the collector's scans, and collect young objects less eagerly (fewer
+            # pauses). A process-wide choice: only for a process that runs one app.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(20_000, 20, 20)
         app.state.ctx = AppContext(
             settings=settings,
             db=db,

@@ -115,7 +115,7 @@ def serve(
         err.print(f"sessiond: the key is saved in {key_file} (mode 0600)")
     err.print(f"sessiond: listening on http://{settings.host}:{settings.port}  (docs: /docs)")
     uvicorn.run(
-        create_app(settings, run_migrations=False),
+        create_app(settings, run_migrations=False, tune_gc=True),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -1,7 +1,7 @@
 """Approval service: request, decide (exactly once), read, list.
 
 An approval is a question an agent asks a human: ``pending`` until someone grants or
-denies it, then final. Writes lock the session row (``sessions.load_for_write``), require
+denies it, then final. Writes lock the session row (``sessions.lock_light``), require
 an ``active`` session and emit their event in the same transaction. The decision itself
 is a conditional ``UPDATE ... WHERE status = 'pending'``, so of two concurrent decisions
 exactly one changes the row, even without the session lock.
@@ -102,7 +102,7 @@ def create(
 ) -> dict[str, Any]:
     """Ask for a decision: a new ``pending`` approval and its ``approval.requested`` event."""
     _check_create(limits, body)
-    session = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(session)
     row: dict[str, Any] = {
         "id": new_id("apr"),
@@ -142,7 +142,7 @@ def decide(
         raise ValueError(verdict)
     if comment is not None and len(comment) > COMMENT_MAX:
         raise invalid("comment", f"at most {COMMENT_MAX} characters")
-    session = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(session)
     changed = tx.conn.execute(
         a.update()

@@ -1,6 +1,6 @@
 """Cache entry service: per-session key/value with versions, compare-and-set and TTL.
 
-Writes lock the session row (``sessions.load_for_write``; on PostgreSQL the entry row is
+Writes lock the session row (``sessions.lock_light``; on PostgreSQL the entry row is
 locked too, against the purge), require an ``active`` session and emit their event in the
 same transaction. An entry past its ``expiresAt`` is absent for every read and for
 compare-and-set from that moment on, whether or not the purge has removed the row yet.
@@ -120,7 +120,7 @@ def put(
     v.check_ttl(body.ttl_seconds)
     _check_if_version(body.if_version)
     text = _value_text(limits, body.value)
-    session = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(session)
     now = tx.now
     current = _lock_entry(tx, session_id, key)
@@ -163,7 +163,7 @@ def delete(
 ) -> None:
     check_key(key)
     _check_if_version(if_version)
-    session = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(session)
     current = _lock_entry(tx, session_id, key)
     if current is None or not _is_live(current, tx.now):

@@ -83,6 +83,13 @@ def read_path(tx: Tx, account_id: str, session_id: str) -> P.Path:
     return row[0]  # type: ignore[no-any-return]
 
 
+_RANGE = sa.select(m.c.id, m.c.branch_id, m.c.bseq, m.c.doc).where(
+    m.c.account_id == sa.bindparam("account_id"),
+    m.c.branch_id == sa.bindparam("branch"),
+    m.c.bseq.between(sa.bindparam("lo"), sa.bindparam("hi")),
+)
+
+
 def fetch_range(
     tx: Tx, account_id: str, path: P.Path, first: int, last: int
 ) -> list[tuple[int, Any]]:
@@ -92,12 +99,17 @@ def fetch_range(
     ranges = P.window(path, first, last)
     if not ranges:
         return []
-    where = [sa.and_(m.c.branch_id == r.branch, m.c.bseq.between(r.lo, r.hi)) for r in ranges]
-    rows = tx.conn.execute(
-        sa.select(m.c.id, m.c.branch_id, m.c.bseq, m.c.doc).where(
-            m.c.account_id == account_id, sa.or_(*where) if len(where) > 1 else where[0]
-        )
-    ).all()
+    if len(ranges) == 1:  # the common case: one prebuilt statement
+        r = ranges[0]
+        params = {"account_id": account_id, "branch": r.branch, "lo": r.lo, "hi": r.hi}
+        rows = tx.conn.execute(_RANGE, params).all()
+    else:
+        where = [sa.and_(m.c.branch_id == r.branch, m.c.bseq.between(r.lo, r.hi)) for r in ranges]
+        rows = tx.conn.execute(
+            sa.select(m.c.id, m.c.branch_id, m.c.bseq, m.c.doc).where(
+                m.c.account_id == account_id, sa.or_(*where)
+            )
+        ).all()
     out = [(_seq_in(ranges, row.branch_id, row.bseq), row) for row in rows]
     out.sort(key=lambda item: item[0])
     return out
@@ -210,15 +222,20 @@ def _locate_row(
     return dict(row._mapping), seq
 
 
+_ID_AT = sa.select(m.c.id).where(
+    m.c.branch_id == sa.bindparam("branch"), m.c.bseq == sa.bindparam("bseq")
+)
+_INSERT = m.insert()
+
+
 def _parent_id(tx: Tx, account_id: str, path: P.Path, seq: int) -> str | None:
     if seq <= 1:
         return None
     where = P.at_seq(path, seq - 1)
     if where is None:
         return None
-    return tx.conn.execute(
-        sa.select(m.c.id).where(m.c.branch_id == where[0], m.c.bseq == where[1])
-    ).scalar_one_or_none()
+    found = tx.conn.execute(_ID_AT, {"branch": where[0], "bseq": where[1]}).first()
+    return None if found is None else str(found[0])
 
 
 def get_text(tx: Tx, account_id: str, session_id: str, message_id: str) -> str:
@@ -241,11 +258,7 @@ def _check_size(limits: Limits, doc: str) -> None:
 
 
 def _set_path(tx: Tx, row: dict[str, Any], path: P.Path) -> None:
-    sessions.write_fields(
-        tx,
-        row,
-        {"conversation": path, "message_count": P.count(path), "last_activity_at": tx.now},
-    )
+    sessions.touch(tx, row, conversation=path)
 
 
 def _emit(tx: Tx, row: dict[str, Any], type: str, data: Any) -> None:
@@ -282,7 +295,7 @@ def append(
         v.check_name(name, getattr(body, name))
     if body.status == "streaming" and body.role != "assistant":
         raise invalid("status", "only an assistant message may start as streaming")
-    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(row)
     path = row["conversation"]
     branch = path["head"]
@@ -308,18 +321,19 @@ def append(
     if seq > 1:
         parent_id = _parent_id(tx, account_id, new_path, seq)
     tx.conn.execute(
-        m.insert().values(
-            id=message_id,
-            account_id=account_id,
-            session_id=session_id,
-            branch_id=branch,
-            bseq=bseq,
-            role=body.role,
-            status=body.status,
-            doc=doc,
-            created_at=tx.now,
-            updated_at=tx.now,
-        )
+        _INSERT,
+        {
+            "id": message_id,
+            "account_id": account_id,
+            "session_id": session_id,
+            "branch_id": branch,
+            "bseq": bseq,
+            "role": body.role,
+            "status": body.status,
+            "doc": doc,
+            "created_at": tx.now,
+            "updated_at": tx.now,
+        },
     )
     _set_path(tx, row, new_path)
     message = render(message_id, session_id, parent_id, seq, own)
@@ -371,7 +385,7 @@ def update(
             raise invalid(name, "may not be null")
     new_parts = validate_parts(body.parts) if "parts" in given else None
     extra = validate_parts(body.append_parts, "appendParts") if "append_parts" in given else None
-    row = sessions.load_for_write(tx, account_id, session_id)
+    row = sessions.lock_light(tx, account_id, session_id)
     sessions.require_active(row)
     path = row["conversation"]
     msg, seq = _locate_row(tx, account_id, path, message_id)
@@ -409,7 +423,7 @@ def update(
         tx.conn.execute(
             m.update().where(m.c.id == message_id).values(doc=doc, status=status, updated_at=tx.now)
         )
-        sessions.write_fields(tx, row, {"last_activity_at": tx.now})
+        sessions.touch(tx, row)
     message = render(message_id, session_id, _parent_id(tx, account_id, path, seq), seq, own)
     if changed:
         _emit(tx, row, "message.updated", {"message": message})
@@ -421,7 +435,7 @@ def delete(tx: Tx, account_id: str, session_id: str, message_id: str) -> None:
 
     The row stays: a fork or a checkpoint may still show it.
     """
-    row = sessions.load_for_write(tx, account_id, session_id)
+    row = sessions.lock_light(tx, account_id, session_id)
     sessions.require_active(row)
     path = row["conversation"]
     _msg, seq = _locate_row(tx, account_id, path, message_id)

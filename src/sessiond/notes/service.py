@@ -142,7 +142,7 @@ def list_account(
 
 
 def _emit(tx: Tx, session: dict[str, Any], type: str, data: Any) -> None:
-    sessions.write_fields(tx, session, {"last_activity_at": tx.now})
+    sessions.touch(tx, session)
     tx.emit(
         session["account_id"],
         type,
@@ -153,7 +153,7 @@ def _emit(tx: Tx, session: dict[str, Any], type: str, data: Any) -> None:
 
 
 def _lock(tx: Tx, account_id: str, session_id: str, if_match: int | str | None) -> dict[str, Any]:
-    session = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(session)
     return session
 

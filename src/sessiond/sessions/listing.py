@@ -72,6 +72,8 @@ def list_sessions(
         c.status,
         c.expires_at,
         c.lifecycle_version,
+        c.message_count,
+        c.last_activity_at,
     ).where(c.account_id == account_id)
     if f.workspace_id is not None:
         q = q.where(c.workspace_id == f.workspace_id)

@@ -73,13 +73,23 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+# Kept out of ``doc`` and spliced in from their columns at read time: they change with
+# every message, and rewriting ``doc`` for each append would double its cost.
+SPLICED = ("messageCount", "lastActivityAt")
+
+
 def session_doc(row: Mapping[str, Any]) -> str:
-    """The JSON text stored in ``sessions.doc``: the stored session without ``context``."""
-    return dumps(render_stored(row, context=False))
+    """The JSON text stored in ``sessions.doc``: the stored session without ``context``
+    and without the activity counters (``SPLICED``)."""
+    out = render_stored(row, context=False)
+    for name in SPLICED:
+        del out[name]
+    return dumps(out)
 
 
 def splice(doc: str, context_text: str, row: Any, now: int) -> str:
-    """The full session object as JSON text, from ``doc`` plus the raw ``context`` text.
+    """The full session object as JSON text, from ``doc``, the raw ``context`` text and
+    the counter columns of ``row`` (``message_count``, ``last_activity_at``).
 
     Only a session whose TTL passed since it was last written needs decoding (to show
     ``expired`` and the version the sweep will give it).
@@ -89,4 +99,7 @@ def splice(doc: str, context_text: str, row: Any, now: int) -> str:
         obj["status"] = "expired"
         obj["lifecycleVersion"] = row["lifecycle_version"] + 1
         doc = dumps(obj)
-    return f'{doc[:-1]},"context":{context_text}}}'
+    counters = (
+        f'"messageCount":{row["message_count"]},"lastActivityAt":"{iso(row["last_activity_at"])}"'
+    )
+    return f'{doc[:-1]},{counters},"context":{context_text}}}'

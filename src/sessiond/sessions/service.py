@@ -94,6 +94,8 @@ _GET_TEXT = sa.select(
     t.sessions.c.status,
     t.sessions.c.expires_at,
     t.sessions.c.lifecycle_version,
+    t.sessions.c.message_count,
+    t.sessions.c.last_activity_at,
 ).where(
     t.sessions.c.id == sa.bindparam("session_id"),
     t.sessions.c.account_id == sa.bindparam("account_id"),
@@ -163,17 +165,96 @@ def load_for_write(
     return data
 
 
+_LOCK_LIGHT = (
+    sa.select(
+        t.sessions.c.id,
+        t.sessions.c.account_id,
+        t.sessions.c.workspace_id,
+        t.sessions.c.status,
+        t.sessions.c.expires_at,
+        t.sessions.c.lifecycle_version,
+        t.sessions.c.conversation,
+        t.sessions.c.message_count,
+    )
+    .where(
+        t.sessions.c.id == sa.bindparam("session_id"),
+        t.sessions.c.account_id == sa.bindparam("account_id"),
+    )
+    .with_for_update()
+)
+
+
+def lock_light(
+    tx: Tx, account_id: str, session_id: str, *, if_match: int | str | None = None
+) -> dict[str, Any]:
+    """``load_for_write`` for writes that change only columns outside ``doc`` (``touch``):
+    locks the row but reads only the few columns those writes need. Never pass its result
+    to ``write_fields``."""
+    found = tx.conn.execute(
+        _LOCK_LIGHT, {"session_id": session_id, "account_id": account_id}
+    ).first()
+    if found is None:
+        raise not_found(session_id)
+    row = dict(found._mapping)
+    if lifecycle.is_expired(row, tx.now):  # rare: materialize the expiry on the full row
+        return load_for_write(tx, account_id, session_id, if_match=if_match)
+    check_version(row["lifecycle_version"], if_match=if_match, expected_version=None)
+    return row
+
+
 def require_active(row: dict[str, Any]) -> None:
     if row["status"] != "active":
         raise not_active(row, row["status"])
 
 
 def write_fields(tx: Tx, row: dict[str, Any], values: dict[str, Any]) -> None:
-    """The one way to UPDATE a session row: it also rewrites ``doc`` from the new values."""
+    """The one way to UPDATE a session row: it also rewrites ``doc`` from the new values
+    (unless only columns outside ``doc`` change; see ``touch`` for the hot path)."""
     row.update(values)
+    if _UNRENDERED.issuperset(values):
+        tx.conn.execute(t.sessions.update().where(t.sessions.c.id == row["id"]).values(**values))
+        return
     row["doc"] = session_doc(row)
     tx.conn.execute(
         t.sessions.update().where(t.sessions.c.id == row["id"]).values(**values, doc=row["doc"])
+    )
+
+
+# Columns that are not part of ``doc``: writing them needs no re-render.
+_UNRENDERED = frozenset({"conversation", "message_count", "last_activity_at", "summary_due"})
+_TOUCH = (
+    t.sessions.update()
+    .where(t.sessions.c.id == sa.bindparam("_id"))
+    .values(
+        conversation=sa.bindparam("conversation"),
+        message_count=sa.bindparam("message_count"),
+        last_activity_at=sa.bindparam("last_activity_at"),
+    )
+)
+_TOUCH_ACTIVITY = (
+    t.sessions.update()
+    .where(t.sessions.c.id == sa.bindparam("_id"))
+    .values(last_activity_at=sa.bindparam("last_activity_at"))
+)
+
+
+def touch(tx: Tx, row: dict[str, Any], *, conversation: Any = None) -> None:
+    """Record activity (and, if given, a new conversation path with its message count)
+    without rewriting ``doc``: the hot path of appends and other session-scoped writes."""
+    row["last_activity_at"] = tx.now
+    if conversation is None:
+        tx.conn.execute(_TOUCH_ACTIVITY, {"_id": row["id"], "last_activity_at": tx.now})
+        return
+    row["conversation"] = conversation
+    row["message_count"] = conversation_path.count(conversation)
+    tx.conn.execute(
+        _TOUCH,
+        {
+            "_id": row["id"],
+            "conversation": conversation,
+            "message_count": row["message_count"],
+            "last_activity_at": tx.now,
+        },
     )
 
 

@@ -2,7 +2,7 @@
 
 The list of a session is small (at most ``MAX_TASKS``), so every write loads it whole,
 computes the new list in order and writes only the rows that changed. Positions stay
-dense (``0..n-1``). Writes lock the session row (``sessions.load_for_write``), so the
+dense (``0..n-1``). Writes lock the session row (``sessions.lock_light``), so the
 list of one session is changed by one request at a time, and each request that changes
 something emits exactly one ``task.updated`` event with the full list after it.
 """
@@ -90,7 +90,7 @@ def _lock(
     tx: Tx, account_id: str, session_id: str, if_match: int | str | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Lock the active session; its task rows in order."""
-    session = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(session)
     return session, _rows(tx, session_id)
 
@@ -162,7 +162,7 @@ def _save(
         )
     rendered = [render(row) for row in after]
     if gone or added or moved:
-        sessions.write_fields(tx, session, {"last_activity_at": tx.now})
+        sessions.touch(tx, session)
         tx.emit(
             session["account_id"],
             "task.updated",

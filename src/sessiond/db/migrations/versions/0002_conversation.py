@@ -7,6 +7,8 @@ Create Date: 2026-11-21 20:49:13.304188
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -168,6 +170,19 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("summary_due", sa.BigInteger(), nullable=True))
         batch_op.create_index(batch_op.f("ix_sessions_summary_due"), ["summary_due"], unique=False)
+
+    # ``doc`` no longer holds the activity counters: reads splice them from their columns.
+    sessions = sa.table("sessions", sa.column("id", sa.String), sa.column("doc", sa.Text))
+    bind = op.get_bind()
+    for session_id, doc in bind.execute(sa.select(sessions.c.id, sessions.c.doc)).all():
+        obj = json.loads(doc)
+        obj.pop("messageCount", None)
+        obj.pop("lastActivityAt", None)
+        bind.execute(
+            sessions.update()
+            .where(sessions.c.id == session_id)
+            .values(doc=json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+        )
 
     # ### end Alembic commands ###
 
