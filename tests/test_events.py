@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import threading
@@ -333,3 +334,39 @@ def test_reader_never_skips_a_late_committing_event(client: TestClient, tenant: 
     ]
     assert len(everything) == n_writers * per_writer
     assert seen == everything, f"poller missed {sorted(set(everything) - set(seen))[:10]}"
+
+
+def test_bus_reads_the_database_when_another_writer_left_a_gap(
+    settings: Settings, tenant: Any
+) -> None:
+    """Local commits are delivered without a read only when no id can be missing before
+    them. An event committed by another process (here: a second executor on the same
+    database, which never wakes this bus) makes the next local commit non-contiguous:
+    the bus must read the database and deliver both, in id order."""
+    with live_server(settings) as live:
+        ctx = live.app.state.ctx
+        sub = ctx.bus.subscribe(EventFilter(tenant.account_id, types=("custom.gap",)))
+        other = Database(settings.resolved_database_url(), readers=1, pg_workers=2)
+        other.start()
+        try:
+
+            def emit(tx: Tx, n: int) -> None:
+                tx.emit(tenant.account_id, "custom.gap", {"n": n})
+
+            other.write_sync(emit, 1)  # this bus hears nothing (on SQLite: no NOTIFY)
+            ctx.db.write_sync(emit, 2)  # id follows a gap
+            ctx.db.write_sync(emit, 3)
+            got: list[int] = []
+            deadline = time.monotonic() + 5
+
+            async def take() -> None:
+                while len(got) < 3 and time.monotonic() < deadline:
+                    item = await asyncio.wait_for(sub.get(), 5)
+                    if isinstance(item, dict):
+                        got.append(item["data"]["n"])
+
+            asyncio.run_coroutine_threadsafe(take(), ctx.bus._loop).result(timeout=10)
+            assert got == [1, 2, 3]
+        finally:
+            sub.close()
+            other.close()

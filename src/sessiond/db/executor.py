@@ -114,7 +114,9 @@ class Database:
     def __init__(self, url: str, *, readers: int = 4, pg_workers: int = 16) -> None:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
-        self.on_commit: Callable[[], None] | None = None
+        # Called (on the writing thread) after each commit that wrote events, with those
+        # events (ids set), oldest first.
+        self.on_commit: Callable[[list[dict[str, Any]]], None] | None = None
         self._readers = readers
         self._pg_workers = pg_workers
         self._started = False
@@ -184,10 +186,10 @@ class Database:
         with self.read_engine.connect() as conn, conn.begin():
             return fn(Tx(conn, self.dialect, readonly=True), *args, **kwargs)
 
-    def _notify(self) -> None:
+    def _notify(self, events: list[dict[str, Any]]) -> None:
         if self.on_commit is not None:
             try:
-                self.on_commit()
+                self.on_commit(events)
             except Exception:  # pragma: no cover - a broken listener must not fail writes
                 log.exception("on_commit listener failed")
 
@@ -202,7 +204,7 @@ class Database:
                         result = fn(tx)
                         tx.flush_events()
                     if tx.events:
-                        self._notify()
+                        self._notify(tx.events)
                     return result
             except DBAPIError as exc:
                 # Serialization failures and deadlocks are safe to retry: nothing committed.
@@ -247,7 +249,7 @@ class Database:
         if not batch:
             return
         outcomes: list[tuple[bool, Any]] = []
-        emitted = False
+        emitted: list[dict[str, Any]] = []
         try:
             with conn.begin():
                 for job in batch:
@@ -256,7 +258,7 @@ class Database:
                         result = job.fn(tx)
                         tx.flush_events()
                         outcomes.append((True, result))
-                        emitted = emitted or bool(tx.events)
+                        emitted.extend(tx.events)
                         continue
                     savepoint = conn.begin_nested()
                     try:
@@ -268,7 +270,7 @@ class Database:
                     else:
                         savepoint.commit()
                         outcomes.append((True, result))
-                        emitted = emitted or bool(tx.events)
+                        emitted.extend(tx.events)
         except BaseException as exc:
             if isinstance(exc, OperationalError):
                 log.error("write transaction failed: %s", exc)
@@ -281,7 +283,7 @@ class Database:
                     job.future.set_exception(exc)
             return
         if emitted:
-            self._notify()
+            self._notify(emitted)
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             if ok:
                 job.future.set_result(value)

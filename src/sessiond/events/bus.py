@@ -1,9 +1,12 @@
 """The in-process bus: one pump reads committed events in id order and fans them out.
 
-The database is the source of truth. After a local commit (or a PostgreSQL ``NOTIFY``
-from another instance, or every ``poll_seconds`` as a safety net) the pump reads
+The database is the source of truth. After a PostgreSQL ``NOTIFY`` from another
+instance, or every ``poll_seconds`` as a safety net, the pump reads
 ``events WHERE id > last`` and hands each event to the subscribers whose filter matches.
 Because ids become visible in id order (see ``db.executor``), the pump never skips one.
+A local commit hands its events over directly (no read) when their ids follow the last
+one delivered without a gap; any gap (a commit by another process, an id rolled back)
+falls back to the database read.
 
 A subscriber whose queue overflows is marked *lagged*: it drops its queue and catches up
 from the database, so a slow client never loses events and never blocks the pump.
@@ -80,6 +83,7 @@ class EventBus:
         self.subscribers: set[Subscription] = set()
         self.last_id = 0
         self.closed = False
+        self._draining = False
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -106,12 +110,38 @@ class EventBus:
         for sub in list(self.subscribers):
             sub.wake()  # streams notice ``closed`` and end
 
-    def wake(self) -> None:
-        """Thread-safe: ask the pump to look for new events."""
+    def wake(self, events: list[dict[str, Any]] | None = None) -> None:
+        """Thread-safe: new events were committed. ``events`` (this process's commit, ids
+        set, oldest first) are delivered without a database read when they directly follow
+        the last id delivered; otherwise (or with none) the pump reads the database."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake.set)
+                if events:
+                    loop.call_soon_threadsafe(self._deliver, events)
+                else:
+                    loop.call_soon_threadsafe(self._wake.set)
+
+    def _deliver(self, events: list[dict[str, Any]]) -> None:
+        """On the loop: publish committed events if no id can be missing before them."""
+        if self._draining or events[0]["id"] != self.last_id + 1:
+            self._wake.set()  # a gap (another process, a rolled-back id): read the database
+            return
+        published = 0
+        for event in events:
+            if event["id"] != self.last_id + 1:
+                self._wake.set()
+                break
+            self._publish(event)
+            published += 1
+        if published and self.on_publish is not None:
+            self.on_publish(published)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        for sub in list(self.subscribers):
+            if sub.filter.matches(event):
+                sub.offer(event)
+        self.last_id = event["id"]
 
     def subscribe(self, f: EventFilter) -> Subscription:
         sub = Subscription(self, f)
@@ -138,17 +168,18 @@ class EventBus:
                 await asyncio.sleep(0.5)
 
     async def _drain(self) -> None:
-        while True:
-            batch = await self.db.read(fetch_after, self.last_id, BATCH)
-            for event in batch:
-                for sub in list(self.subscribers):
-                    if sub.filter.matches(event):
-                        sub.offer(event)
-                self.last_id = event["id"]
-            if batch and self.on_publish is not None:
-                self.on_publish(len(batch))
-            if len(batch) < BATCH:
-                return
+        self._draining = True  # direct deliveries wait: they would race this read
+        try:
+            while True:
+                batch = await self.db.read(fetch_after, self.last_id, BATCH)
+                for event in batch:
+                    self._publish(event)
+                if batch and self.on_publish is not None:
+                    self.on_publish(len(batch))
+                if len(batch) < BATCH:
+                    return
+        finally:
+            self._draining = False
 
     def _listen_pg(self) -> None:
         """Wake the pump on NOTIFY from any instance; reconnect on failure."""
