@@ -406,3 +406,64 @@ def test_deleting_the_session_deletes_its_messages(client: Any, api: Api) -> Non
     assert db.read_sync(count) == 3
     api.delete(f"/v1/sessions/{sid}", expect=204)
     assert db.read_sync(count) == 0
+
+
+# -- concurrency (a real server) ----------------------------------------------------------------
+
+
+def test_concurrent_retries_and_paging_during_appends(settings: Any, tenant: Any) -> None:
+    """Eight clients retry the same append with one Idempotency-Key (exactly one message),
+    while writers append and a reader pages through with cursors (no gap, no duplicate)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.support.live import live_server
+
+    with live_server(settings) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+        api = Api(http, tenant.write)
+        sid = api.session()["id"]
+        url = f"/v1/sessions/{sid}/messages"
+
+        def retry(_: int) -> tuple[int, str]:
+            with httpx.Client(base_url=live.url, timeout=30) as c:
+                r = Api(c, tenant.write).post(
+                    url, {"role": "user", "content": "once"}, headers={"Idempotency-Key": "same"}
+                )
+                return r.status_code, r.json()["message"]["id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(retry, range(8)))
+        assert {status for status, _ in outcomes} == {201}
+        assert len({mid for _, mid in outcomes}) == 1
+        assert [m["id"] for m in msgs(api, sid)["messages"]] == [outcomes[0][1]]
+
+        stop = threading.Event()
+        appended: list[str] = []
+
+        def writer() -> None:
+            with httpx.Client(base_url=live.url, timeout=30) as c:
+                w = Api(c, tenant.write)
+                for i in range(60):
+                    r = w.post(url, {"role": "assistant", "content": f"w{i}"}, expect=201)
+                    appended.append(r.json()["message"]["id"])
+            stop.set()
+
+        t = threading.Thread(target=writer)
+        t.start()
+        seen: list[str] = []
+        page = msgs(api, sid, limit=7)
+        seen += [m["id"] for m in page["messages"]]
+        while True:
+            cursor = page["nextCursor"]
+            if cursor is None:
+                if stop.is_set() and len(seen) == len(appended) + 1:
+                    break
+                # caught up with the writer: continue after the last message seen
+                page = msgs(api, sid, after=len(seen), limit=7)
+            else:
+                page = msgs(api, sid, cursor=cursor)
+            seen += [m["id"] for m in page["messages"]]
+        t.join()
+        assert seen == [outcomes[0][1], *appended]

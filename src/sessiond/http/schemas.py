@@ -30,6 +30,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         412: "precondition_failed",
         413: "payload_too_large",
         415: "unsupported_media_type",
-        422: "validation_error, idempotency_mismatch",
+        422: "validation_error, invalid_path, idempotency_mismatch",
     }.items()
 }
