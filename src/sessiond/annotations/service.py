@@ -61,17 +61,6 @@ def _check_body(body: str) -> None:
 
 # -- reads ---------------------------------------------------------------------------------
 
-_SESSION = sa.select(t.sessions.c.id).where(
-    t.sessions.c.id == sa.bindparam("session_id"),
-    t.sessions.c.account_id == sa.bindparam("account_id"),
-)
-
-
-def _require_session(tx: Tx, account_id: str, session_id: str) -> None:
-    found = tx.conn.execute(_SESSION, {"session_id": session_id, "account_id": account_id})
-    if found.first() is None:
-        raise sessions.not_found(session_id)
-
 
 def _row(tx: Tx, account_id: str, session_id: str, annotation_id: str) -> dict[str, Any]:
     row = tx.conn.execute(
@@ -85,7 +74,7 @@ def _row(tx: Tx, account_id: str, session_id: str, annotation_id: str) -> dict[s
 
 
 def get(tx: Tx, account_id: str, session_id: str, annotation_id: str) -> dict[str, Any]:
-    _require_session(tx, account_id, session_id)
+    sessions.require_exists(tx, account_id, session_id)
     return render(_row(tx, account_id, session_id, annotation_id))
 
 
@@ -99,7 +88,7 @@ def list_page(
     cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the session's annotations (optionally of some statuses), oldest first."""
-    _require_session(tx, account_id, session_id)
+    sessions.require_exists(tx, account_id, session_id)
     q = sa.select(a).where(a.c.session_id == session_id, a.c.account_id == account_id)
     if statuses is not None:
         q = q.where(a.c.status.in_(statuses))

@@ -186,20 +186,10 @@ def _row(tx: Tx, account_id: str, session_id: str, approval_id: str) -> dict[str
     return None if found is None else dict(found._mapping)
 
 
-def _require_session(tx: Tx, account_id: str, session_id: str) -> None:
-    found = tx.conn.execute(
-        sa.select(t.sessions.c.id).where(
-            t.sessions.c.id == session_id, t.sessions.c.account_id == account_id
-        )
-    ).first()
-    if found is None:
-        raise sessions.not_found(session_id)
-
-
 def get(tx: Tx, account_id: str, session_id: str, approval_id: str) -> dict[str, Any]:
     row = _row(tx, account_id, session_id, approval_id)
     if row is None:
-        _require_session(tx, account_id, session_id)
+        sessions.require_exists(tx, account_id, session_id)
         raise approval_not_found(approval_id)
     return render(row)
 
@@ -235,7 +225,7 @@ def list_page(
     """
     if session_scoped:
         assert f.session_id is not None
-        _require_session(tx, account_id, f.session_id)
+        sessions.require_exists(tx, account_id, f.session_id)
     q = sa.select(a).where(a.c.account_id == account_id)
     if f.status is not None:
         q = q.where(a.c.status == f.status)

@@ -208,16 +208,6 @@ def purge_expired(tx: Tx, limit: int = 1000) -> int:
 # -- reads ---------------------------------------------------------------------------------
 
 
-def _require_session(tx: Tx, account_id: str, session_id: str) -> None:
-    found = tx.conn.execute(
-        sa.select(t.sessions.c.id).where(
-            t.sessions.c.id == session_id, t.sessions.c.account_id == account_id
-        )
-    ).first()
-    if found is None:
-        raise sessions.not_found(session_id)
-
-
 def get_text(tx: Tx, account_id: str, session_id: str, key: str) -> str:
     """The live entry as JSON text; 404 when absent or expired."""
     check_key(key)
@@ -230,7 +220,7 @@ def get_text(tx: Tx, account_id: str, session_id: str, key: str) -> str:
         )
     ).first()
     if row is None:
-        _require_session(tx, account_id, session_id)
+        sessions.require_exists(tx, account_id, session_id)
         raise entry_not_found(key)
     return entry_text(key, row.value, row.version, row.expires_at, row.updated_at)
 
@@ -258,7 +248,7 @@ def list_page(
     """Live entries ordered by key (JSON texts) and the next cursor; keyset-paginated."""
     if prefix:
         check_key(prefix, "prefix")
-    _require_session(tx, account_id, session_id)
+    sessions.require_exists(tx, account_id, session_id)
     where: list[sa.ColumnElement[bool]] = [
         c.c.session_id == session_id,
         c.c.account_id == account_id,

@@ -56,17 +56,6 @@ def _check(limits: Limits, title: str | None, body: str | None) -> None:
 
 # -- reads ---------------------------------------------------------------------------------
 
-_SESSION = sa.select(t.sessions.c.id).where(
-    t.sessions.c.id == sa.bindparam("session_id"),
-    t.sessions.c.account_id == sa.bindparam("account_id"),
-)
-
-
-def _require_session(tx: Tx, account_id: str, session_id: str) -> None:
-    found = tx.conn.execute(_SESSION, {"session_id": session_id, "account_id": account_id})
-    if found.first() is None:
-        raise sessions.not_found(session_id)
-
 
 def _row(tx: Tx, account_id: str, session_id: str, note_id: str) -> dict[str, Any]:
     row = tx.conn.execute(
@@ -80,7 +69,7 @@ def _row(tx: Tx, account_id: str, session_id: str, note_id: str) -> dict[str, An
 
 
 def get(tx: Tx, account_id: str, session_id: str, note_id: str) -> dict[str, Any]:
-    _require_session(tx, account_id, session_id)
+    sessions.require_exists(tx, account_id, session_id)
     return render(_row(tx, account_id, session_id, note_id))
 
 
@@ -116,7 +105,7 @@ def list_session(
     tx: Tx, account_id: str, session_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the session's notes, oldest first."""
-    _require_session(tx, account_id, session_id)
+    sessions.require_exists(tx, account_id, session_id)
     q = sa.select(n).where(n.c.session_id == session_id, n.c.account_id == account_id)
     return _page(tx, q, "notes", limit, cursor)
 
@@ -128,7 +117,7 @@ def list_account(
     filter naming one the account does not have → 404 (as the account event stream)."""
     q = sa.select(n).where(n.c.account_id == account_id)
     if f.session_id is not None:
-        _require_session(tx, account_id, f.session_id)
+        sessions.require_exists(tx, account_id, f.session_id)
         q = q.where(n.c.session_id == f.session_id)
     if f.workspace_id is not None:
         workspaces.require(tx, account_id, f.workspace_id)

@@ -112,6 +112,19 @@ def get_text(tx: Tx, account_id: str, session_id: str) -> tuple[int, str]:
     return version, splice(m["doc"], m["context_text"], m, tx.now)
 
 
+_EXISTS = sa.select(t.sessions.c.id).where(
+    t.sessions.c.id == sa.bindparam("session_id"),
+    t.sessions.c.account_id == sa.bindparam("account_id"),
+)
+
+
+def require_exists(tx: Tx, account_id: str, session_id: str) -> None:
+    """404 unless the account has this session (reads of session-scoped resources)."""
+    found = tx.conn.execute(_EXISTS, {"session_id": session_id, "account_id": account_id})
+    if found.first() is None:
+        raise not_found(session_id)
+
+
 def get_context(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
     return get_row(tx, account_id, session_id)["context"]  # type: ignore[no-any-return]
 

@@ -43,10 +43,6 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
 
 # -- reads ---------------------------------------------------------------------------------
 
-_SESSION = sa.select(t.sessions.c.id).where(
-    t.sessions.c.id == sa.bindparam("session_id"),
-    t.sessions.c.account_id == sa.bindparam("account_id"),
-)
 _TASKS = (
     sa.select(tk)
     .where(tk.c.session_id == sa.bindparam("session_id"))
@@ -59,24 +55,18 @@ def _rows(tx: Tx, session_id: str) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in tx.conn.execute(_TASKS, {"session_id": session_id})]
 
 
-def _require_session(tx: Tx, account_id: str, session_id: str) -> None:
-    found = tx.conn.execute(_SESSION, {"session_id": session_id, "account_id": account_id})
-    if found.first() is None:
-        raise sessions.not_found(session_id)
-
-
 def list_for_session(tx: Tx, session_id: str) -> list[dict[str, Any]]:
     """The session's tasks, rendered, in order (no account check: for internal callers)."""
     return [render(row) for row in _rows(tx, session_id)]
 
 
 def list_tasks(tx: Tx, account_id: str, session_id: str) -> list[dict[str, Any]]:
-    _require_session(tx, account_id, session_id)
+    sessions.require_exists(tx, account_id, session_id)
     return list_for_session(tx, session_id)
 
 
 def get(tx: Tx, account_id: str, session_id: str, task_id: str) -> dict[str, Any]:
-    _require_session(tx, account_id, session_id)
+    sessions.require_exists(tx, account_id, session_id)
     for row in _rows(tx, session_id):
         if row["id"] == task_id:
             return render(row)
