@@ -17,8 +17,9 @@ from sessiond.settings import Settings
 from tests.support.api import make_tenant
 
 
-def test_upgrade_from_0001_keeps_sessions(database_url: str, settings: Settings) -> None:
-    engine = make_engine(database_url, role="cli")
+def test_upgrade_from_0001_keeps_sessions(empty_database_url: str, settings: Settings) -> None:
+    settings = settings.model_copy(update={"database_url": empty_database_url})
+    engine = make_engine(empty_database_url, role="cli")
     try:
         command.upgrade(alembic_config(engine), "0001")
         # A session as revision 0001 stored it: its doc held the activity counters.

@@ -200,10 +200,18 @@ class PostgresCluster:
 
     # ----------------------------------------------------------------- databases
 
-    def create_database(self, name: str) -> None:
-        """Create an empty database ``name`` (an error if it exists)."""
+    def create_database(self, name: str, template: str | None = None) -> None:
+        """Create database ``name`` (an error if it exists): empty, or a copy of
+        ``template`` (which must have no open connections)."""
         with self._admin_connection() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            if template is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            else:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(name), sql.Identifier(template)
+                    )
+                )
 
     def drop_database(self, name: str) -> None:
         """Drop database ``name`` if it exists, disconnecting any sessions still using it."""
@@ -211,6 +219,28 @@ class PostgresCluster:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+    def reset_database(self, name: str) -> None:
+        """Empty every table of ``name`` but ``alembic_version`` (and restart identities),
+        after disconnecting whatever still uses it: a migrated database ready for reuse."""
+        with self._admin_connection() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+        url = self.url(name)
+        with psycopg.connect(_to_libpq_url(url), autocommit=True) as conn:
+            tables = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            ]
+            if tables:
+                names = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+                conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(names))
 
     def _admin_connection(self) -> psycopg.Connection[tuple[object, ...]]:
         """An autocommit connection to the maintenance database ``postgres``."""
