@@ -467,3 +467,20 @@ def test_concurrent_retries_and_paging_during_appends(settings: Any, tenant: Any
             seen += [m["id"] for m in page["messages"]]
         t.join()
         assert seen == [outcomes[0][1], *appended]
+
+
+def test_if_match_on_message_writes(api: Api) -> None:
+    s = api.session()
+    sid, version = s["id"], s["lifecycleVersion"]
+    url = f"/v1/sessions/{sid}/messages"
+    stale = {"If-Match": f'"{version + 7}"'}
+    body = {"role": "assistant", "content": "x", "status": "streaming"}
+    api.post(url, body, headers=stale, expect=412, code="precondition_failed")
+    mid = api.post(url, body, headers={"If-Match": f'"{version}"'}, expect=201).json()["message"][
+        "id"
+    ]
+    api.patch(f"{url}/{mid}", {"appendText": "y"}, headers=stale, expect=412)
+    api.delete(f"{url}/{mid}", headers=stale, expect=412)
+    assert msgs(api, sid)["messages"][0]["parts"] == [{"type": "text", "text": "x"}]
+    api.patch(f"{url}/{mid}", {"appendText": "y"}, headers={"If-Match": f'"{version}"'}, expect=200)
+    api.delete(f"{url}/{mid}", headers={"If-Match": f'"{version}"'}, expect=204)

@@ -376,6 +376,8 @@ def update(
     session_id: str,
     message_id: str,
     body: MessagePatch,
+    *,
+    if_match: int | str | None = None,
 ) -> dict[str, Any]:
     """PATCH a message. A streaming message takes any change; a complete (or error) one
     only tool_call status/output/error changes (else 409 ``invalid_transition``)."""
@@ -385,7 +387,7 @@ def update(
             raise invalid(name, "may not be null")
     new_parts = validate_parts(body.parts) if "parts" in given else None
     extra = validate_parts(body.append_parts, "appendParts") if "append_parts" in given else None
-    row = sessions.lock_light(tx, account_id, session_id)
+    row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(row)
     path = row["conversation"]
     msg, seq = _locate_row(tx, account_id, path, message_id)
@@ -430,12 +432,19 @@ def update(
     return message
 
 
-def delete(tx: Tx, account_id: str, session_id: str, message_id: str) -> None:
+def delete(
+    tx: Tx,
+    account_id: str,
+    session_id: str,
+    message_id: str,
+    *,
+    if_match: int | str | None = None,
+) -> None:
     """Take the message off the path; its children now follow its parent.
 
     The row stays: a fork or a checkpoint may still show it.
     """
-    row = sessions.lock_light(tx, account_id, session_id)
+    row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(row)
     path = row["conversation"]
     _msg, seq = _locate_row(tx, account_id, path, message_id)

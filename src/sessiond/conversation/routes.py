@@ -81,18 +81,33 @@ async def get_message(session_id: str, message_id: str, ctx: Ctx, principal: Rea
 
 @router.patch("/{message_id}", response_model=MessageEnvelope)
 async def patch_message(
-    session_id: str, message_id: str, body: MessagePatch, ctx: Ctx, principal: Writer
+    session_id: str,
+    message_id: str,
+    body: MessagePatch,
+    ctx: Ctx,
+    principal: Writer,
+    if_match: IfMatch,
 ) -> Response:
     """Stream into a message (``appendText``, ``appendParts``), finish it (``status``), or
     update a tool call (``toolCall``)."""
     message = await ctx.db.write(
-        messages.update, ctx.settings.limits, principal.account_id, session_id, message_id, body
+        messages.update,
+        ctx.settings.limits,
+        principal.account_id,
+        session_id,
+        message_id,
+        body,
+        if_match=if_match,
     )
     return Json({"message": message})
 
 
 @router.delete("/{message_id}", status_code=204)
-async def delete_message(session_id: str, message_id: str, ctx: Ctx, principal: Writer) -> Response:
+async def delete_message(
+    session_id: str, message_id: str, ctx: Ctx, principal: Writer, if_match: IfMatch
+) -> Response:
     """Remove the message from the conversation; its children follow its parent."""
-    await ctx.db.write(messages.delete, principal.account_id, session_id, message_id)
+    await ctx.db.write(
+        messages.delete, principal.account_id, session_id, message_id, if_match=if_match
+    )
     return Response(status_code=204)
