@@ -33,6 +33,7 @@ from sessiond.summaries import service as summaries
 from sessiond.summaries.routes import router as summaries_router
 from sessiond.summaries.summarizer import DefaultSummarizer, Summarizer
 from sessiond.tasks.routes import router as tasks_router
+from sessiond.workspace.routes import router as files_router
 from sessiond.workspaces.routes import router as workspaces_router
 
 VERSION = "0.1.0"
@@ -147,6 +148,7 @@ def create_app(
         approvals_router,
         cache_router,
         summaries_router,
+        files_router,
         events_router,
     ):
         app.include_router(router)
@@ -154,6 +156,7 @@ def create_app(
         EdgeMiddleware,
         metrics=metrics,
         body_limit=settings.limits.body_bytes,
+        raw_body_limit=settings.limits.file_bytes,
         access_log=access_log,
     )
     return app

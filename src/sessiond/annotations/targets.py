@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sessiond.annotations.paths import check_path
 from sessiond.errors import ValidationFailed, invalid
+from sessiond.workspace.paths import check_path
 
 FORMS = "{path, startLine, endLine, checkpointId?} or {messageId}"
 CHECKPOINT_ID = re.compile(r"cp_[0-9A-HJKMNP-TV-Z]{26}")

@@ -260,3 +260,26 @@ cache_entries = sa.Table(
     sa.Column("updated_at", Ms, nullable=False),
     sa.Index(None, "expires_at"),  # the purge of expired entries
 )
+
+# -- workspace (docs/design/workspace.md) ---------------------------------------------------
+
+# Git objects (blob 3, tree 2, commit 1: dulwich's type numbers), content zlib-compressed.
+git_objects = sa.Table(
+    "git_objects",
+    metadata,
+    sa.Column("account_id", sa.String(40), primary_key=True),
+    sa.Column("sha", sa.String(40), primary_key=True),
+    sa.Column("type", sa.SmallInteger, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),  # BYTEA on PostgreSQL
+)
+
+# The paths whose content differs between a session's base and its working tree.
+workspace_changes = sa.Table(
+    "workspace_changes",
+    metadata,
+    sa.Column("session_id", sa.String(40), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+    sa.Column("additions", sa.Integer, nullable=False),
+    sa.Column("deletions", sa.Integer, nullable=False),
+)

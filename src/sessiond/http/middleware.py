@@ -31,11 +31,19 @@ RAW_BODY_MARKERS = ("/files/", "/git/")
 
 class EdgeMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, body_limit: int, access_log: AccessLog | None
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        body_limit: int,
+        access_log: AccessLog | None,
+        raw_body_limit: int | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.body_limit = body_limit
+        # Raw-body routes (file uploads, git pushes) may carry up to the file limit.
+        self.raw_body_limit = max(body_limit, raw_body_limit or 0)
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,12 +68,13 @@ class EdgeMiddleware:
             await send(message)
 
         length, ctype = _body_headers(scope)
+        limit = self.raw_body_limit if _is_raw(scope["path"]) else self.body_limit
         try:
-            if length is not None and length > self.body_limit:
+            if length is not None and length > limit:
                 await self._reject(
                     send_wrapper,
                     413,
-                    PayloadTooLarge(f"request body is over the {self.body_limit}-byte limit"),
+                    PayloadTooLarge(f"request body is over the {limit}-byte limit"),
                 )
             elif ctype is not None and not _json_ok(scope, ctype, length):
                 mime = ctype.split(";", 1)[0].strip()
@@ -77,13 +86,12 @@ class EdgeMiddleware:
                     ),
                 )
             else:
-                await self.app(scope, self._limited(receive), send_wrapper)
+                await self.app(scope, self._limited(receive, limit), send_wrapper)
         finally:
             self._observe(scope, status, time.perf_counter() - start, request_id)
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, limit: int) -> Receive:
         seen = 0
-        limit = self.body_limit
 
         async def wrapped() -> Message:
             nonlocal seen
@@ -169,5 +177,8 @@ def _json_ok(scope: Scope, ctype: str, length: int | None) -> bool:
     mime = ctype.split(";", 1)[0].strip().lower()
     if mime == "application/json" or mime.endswith("+json"):
         return True
-    path: str = scope["path"]
+    return _is_raw(scope["path"])
+
+
+def _is_raw(path: str) -> bool:
     return any(marker in path for marker in RAW_BODY_MARKERS)

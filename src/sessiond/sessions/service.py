@@ -54,6 +54,7 @@ SESSION_OWNED = (
     t.annotations_table,
     t.approvals,
     t.cache_entries,
+    t.workspace_changes,
 )
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 

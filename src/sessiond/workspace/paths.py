@@ -1,4 +1,4 @@
-"""The workspace path rules (API.md, Workspace), for annotation targets for now.
+"""The workspace path rules (API.md, Workspace): files, batches, annotation targets.
 
 A path is relative, ``/``-separated and normalized: not empty, no leading ``/``, no
 empty, ``.`` or ``..`` segment, no ``\\``, no NUL, no ``.git`` component (any case),

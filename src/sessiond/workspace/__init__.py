@@ -1,0 +1,1 @@
+"""Versioned workspace: files as git objects in the database (docs/design/workspace.md)."""

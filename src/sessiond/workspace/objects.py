@@ -1,0 +1,83 @@
+"""Git objects in the database: read, check, add (batched, idempotent), per account.
+
+``ObjectStore(tx, account_id)`` works inside the caller's transaction; objects it adds
+commit (or roll back) with whatever references them. Shas are hex ``str`` here; dulwich
+uses hex ``bytes``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from dulwich.objects import ObjectID, ShaFile
+from sqlalchemy.dialects import postgresql, sqlite
+
+from sessiond.db import tables as t
+from sessiond.db.executor import Tx
+
+g = t.git_objects
+BATCH = 500
+
+_GET = sa.select(g.c.type, g.c.data).where(
+    g.c.account_id == sa.bindparam("account_id"), g.c.sha == sa.bindparam("sha")
+)
+
+
+class MissingObject(KeyError):
+    """A sha that is not in this account's store (a bug or a corrupt reference)."""
+
+
+class ObjectStore:
+    def __init__(self, tx: Tx, account_id: str) -> None:
+        self.tx = tx
+        self.account_id = account_id
+        self._cache: dict[str, ShaFile] = {}
+
+    def get(self, sha: str) -> ShaFile:
+        """The object ``sha`` (parsed); ``MissingObject`` if this account has none."""
+        hit = self._cache.get(sha)
+        if hit is not None:
+            return hit
+        row = self.tx.conn.execute(_GET, {"account_id": self.account_id, "sha": sha}).first()
+        if row is None:
+            raise MissingObject(sha)
+        obj = ShaFile.from_raw_string(
+            row.type, zlib.decompress(row.data), sha=ObjectID(sha.encode())
+        )
+        self._cache[sha] = obj
+        return obj
+
+    def contains(self, sha: str) -> bool:
+        if sha in self._cache:
+            return True
+        row = self.tx.conn.execute(_GET, {"account_id": self.account_id, "sha": sha}).first()
+        return row is not None
+
+    def add(self, objects: Iterable[ShaFile]) -> int:
+        """Store objects (those already present are skipped). Returns how many were given."""
+        rows = []
+        for obj in objects:
+            sha = obj.id.decode()
+            if sha in self._cache:
+                continue
+            self._cache[sha] = obj
+            raw = obj.as_raw_string()
+            rows.append(
+                {
+                    "account_id": self.account_id,
+                    "sha": sha,
+                    "type": obj.type_num,
+                    "size": len(raw),
+                    "data": zlib.compress(raw, 1),
+                }
+            )
+        for i in range(0, len(rows), BATCH):
+            self.tx.conn.execute(self._insert(), rows[i : i + BATCH])
+        return len(rows)
+
+    def _insert(self) -> sa.Insert:
+        if self.tx.is_postgres:
+            return postgresql.insert(g).on_conflict_do_nothing()
+        return sqlite.insert(g).on_conflict_do_nothing()

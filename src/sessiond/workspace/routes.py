@@ -1,0 +1,144 @@
+"""File routes: manifest, raw read/write/delete (with sha compare-and-set), batches."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict
+
+from sessiond.errors import invalid
+from sessiond.http.deps import Ctx, Reader, Writer
+from sessiond.http.respond import Json
+from sessiond.http.schemas import ERRORS
+from sessiond.workspace import service as files
+from sessiond.workspace.models import Batch, DeleteOp
+from sessiond.workspace.paths import check_path
+
+router = APIRouter(prefix="/v1/sessions/{session_id}", tags=["files"], responses=ERRORS)
+
+
+class FileEntry(BaseModel):
+    path: str
+    type: str
+    size: int | None
+    sha: str
+    mode: str
+
+
+class Manifest(BaseModel):
+    entries: list[FileEntry]
+    nextCursor: str | None
+
+
+class FileOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    path: str
+    sha: str | None = None
+    size: int | None = None
+    deleted: bool | None = None
+
+
+class FileEnvelope(BaseModel):
+    file: FileOut
+
+
+class BatchOut(BaseModel):
+    files: list[FileOut]
+    workspace: dict[str, Any]
+
+
+def _sha_header(request: Request, name: str) -> str | None:
+    """``If-Match: "<sha>"`` → the sha (weak prefix and quotes dropped)."""
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+@router.get("/files", response_model=Manifest)
+async def list_files(
+    session_id: str,
+    ctx: Ctx,
+    principal: Reader,
+    path: str = "",
+    recursive: bool = False,
+    at: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Response:
+    """The working tree's entries under ``path`` (the root by default); ``recursive=true``
+    lists every file below it. Path order, ``limit`` default 1,000 (max 10,000)."""
+    if at is not None:
+        raise invalid("at", "reading a checkpoint or commit is not available yet")
+    entries, next_cursor = await ctx.db.read(
+        files.list_files,
+        principal.account_id,
+        session_id,
+        path=path.strip("/"),
+        recursive=recursive,
+        limit=limit,
+        cursor=cursor,
+    )
+    return Json({"entries": entries, "nextCursor": next_cursor})
+
+
+@router.get("/files/{path:path}", response_class=Response)
+async def read_file(session_id: str, path: str, ctx: Ctx, principal: Reader) -> Response:
+    """The file's bytes; ``ETag`` is its blob sha."""
+    data, sha = await ctx.db.read(files.read_file, principal.account_id, session_id, path)
+    media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return Response(data, media_type=media, headers={"ETag": f'"{sha}"'})
+
+
+@router.put("/files/{path:path}", response_model=FileEnvelope)
+async def write_file(
+    session_id: str, path: str, request: Request, ctx: Ctx, principal: Writer
+) -> Response:
+    """Write the raw request body to ``path``. ``If-Match: "<sha>"`` makes it a
+    compare-and-set (412 when the file changed); ``If-None-Match: *`` creates only."""
+    check_path(path, "path")
+    data = await request.body()
+    results, _ws = await ctx.db.write(
+        files.apply_operations,
+        ctx.settings.limits,
+        principal.account_id,
+        session_id,
+        [files.RawWrite(path, data)],
+        if_match_sha=_sha_header(request, "if-match"),
+        if_none_match=_sha_header(request, "if-none-match") == "*",
+    )
+    result = results[0]
+    return Json({"file": result}, headers={"ETag": f'"{result["sha"]}"'})
+
+
+@router.delete("/files/{path:path}", status_code=204)
+async def delete_file(
+    session_id: str, path: str, request: Request, ctx: Ctx, principal: Writer
+) -> Response:
+    """Delete the file; ``If-Match: "<sha>"`` makes it conditional."""
+    check_path(path, "path")
+    await ctx.db.write(
+        files.apply_operations,
+        ctx.settings.limits,
+        principal.account_id,
+        session_id,
+        [DeleteOp(op="delete", path=path)],
+        if_match_sha=_sha_header(request, "if-match"),
+    )
+    return Response(status_code=204)
+
+
+@router.post("/files:batch", response_model=BatchOut)
+async def batch(session_id: str, body: Batch, ctx: Ctx, principal: Writer) -> Response:
+    """Write, delete and rename files, all or none, in order."""
+    ops = files.parse_operations(body.operations)
+    results, ws = await ctx.db.write(
+        files.apply_operations, ctx.settings.limits, principal.account_id, session_id, ops
+    )
+    return Json({"files": results, "workspace": ws})
