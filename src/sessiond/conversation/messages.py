@@ -25,6 +25,7 @@ from sessiond.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from sessiond.sessions import service as sessions
 from sessiond.sessions import validation as v
 from sessiond.settings import Limits
+from sessiond.workspace import record
 
 NAME_MAX = 200
 m = t.messages
@@ -295,15 +296,22 @@ def append(
         v.check_name(name, getattr(body, name))
     if body.status == "streaming" and body.role != "assistant":
         raise invalid("status", "only an assistant message may start as streaming")
-    row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    message_id = new_id("msg")
+    if body.role == "user":
+        # The state just before every user message is recorded, so a revert to it (or a
+        # fork from it) finds the files, context and tasks as they were.
+        row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+        sessions.require_active(row)
+        record.take(tx, row, auto=True, before_message_id=message_id)
+    else:
+        row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
+        sessions.require_active(row)
     path = row["conversation"]
     branch = path["head"]
     if branch is None:
         branch = new_id("br")
         store.add_refs(tx, session_id, [branch])
     new_path, bseq, seq = P.append(path, branch)
-    message_id = new_id("msg")
     fields = {
         "role": body.role,
         "parts": parts,

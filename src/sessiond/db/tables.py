@@ -92,6 +92,8 @@ sessions = sa.Table(
     sa.Column("conversation", sa.JSON, nullable=False),
     # Set when the session closes, cleared when its summary is stored: the summary queue.
     sa.Column("summary_due", Ms, nullable=True),
+    # The checkpoint the last revert recorded first (what unrevert restores), or null.
+    sa.Column("revert_undo", sa.String(40), nullable=True),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),
@@ -282,4 +284,31 @@ workspace_changes = sa.Table(
     sa.Column("path", sa.Text, primary_key=True),
     sa.Column("additions", sa.Integer, nullable=False),
     sa.Column("deletions", sa.Integer, nullable=False),
+)
+
+# A checkpoint: the files (a tree), the conversation path, the context and the task list
+# of a session at one moment — a handful of ids and small JSON, never a copy of files or
+# messages. ``changes`` holds the per-path change figures of that tree against the
+# session's base, so a restore sets them back without diffing.
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(40), nullable=False),
+    sa.Column("label", sa.Text, nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("tree", sa.String(40), nullable=False),
+    sa.Column("base", sa.String(40), nullable=False),
+    sa.Column("conversation", sa.JSON, nullable=False),
+    sa.Column("message_id", sa.String(40), nullable=True),
+    # Automatic checkpoints: the user message appended right after (revert-to-message).
+    sa.Column("before_message_id", sa.String(40), nullable=True),
+    sa.Column("context", sa.JSON, nullable=False),
+    sa.Column("tasks", sa.JSON, nullable=False),
+    sa.Column("changes", sa.JSON, nullable=False),
+    sa.Column("auto", sa.Boolean, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Index(None, "session_id", "id"),
+    sa.Index(None, "session_id", "before_message_id"),
 )

@@ -55,6 +55,7 @@ SESSION_OWNED = (
     t.approvals,
     t.cache_entries,
     t.workspace_changes,
+    t.checkpoints,
 )
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
@@ -235,7 +236,9 @@ def write_fields(tx: Tx, row: dict[str, Any], values: dict[str, Any]) -> None:
 
 
 # Columns that are not part of ``doc``: writing them needs no re-render.
-_UNRENDERED = frozenset({"conversation", "message_count", "last_activity_at", "summary_due"})
+_UNRENDERED = frozenset(
+    {"conversation", "message_count", "last_activity_at", "summary_due", "revert_undo"}
+)
 _TOUCH = (
     t.sessions.update()
     .where(t.sessions.c.id == sa.bindparam("_id"))
@@ -382,6 +385,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "closed_at": None,
         "conversation": conversation_path.empty(),
         "summary_due": None,
+        "revert_undo": None,
     }
     row["doc"] = session_doc(row)
     tx.conn.execute(t.sessions.insert(), row)

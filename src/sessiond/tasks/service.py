@@ -291,3 +291,30 @@ def delete(
     if len(after) == len(before):
         raise task_not_found(task_id)
     _save(tx, session, before, after, "deleted", task_id)
+
+
+def replace_from_state(
+    tx: Tx, session: dict[str, Any], saved: list[dict[str, Any]], *, keep_ids: bool = True
+) -> list[dict[str, Any]]:
+    """Make the task list what a checkpoint saved (``[{id, content, status, priority}]``).
+
+    Restoring a session's own checkpoint keeps the saved ids (a task deleted since comes
+    back with its id); a fork (``keep_ids=False``) gets new ids. One ``task.updated``
+    event (``change: "restored"``) if anything changed.
+    """
+    before = _rows(tx, session["id"])
+    current = {row["id"]: row for row in before}
+    after: list[dict[str, Any]] = []
+    for item in saved:
+        task_id = item.get("id") if keep_ids else None
+        if task_id is not None and task_id in current:
+            row = dict(current[task_id])
+            if any(row[k] != item[k] for k in FIELDS):
+                row.update({k: item[k] for k in FIELDS}, updated_at=tx.now)
+            after.append(row)
+            continue
+        row = _new_row(tx, session["id"], item["content"], item["status"], item["priority"])
+        if task_id is not None:
+            row["id"] = task_id
+        after.append(row)
+    return _save(tx, session, before, after, "restored", None)

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from sessiond.errors import invalid
 from sessiond.http.deps import Ctx, Reader, Writer
 from sessiond.http.respond import Json
 from sessiond.http.schemas import ERRORS
@@ -73,15 +72,15 @@ async def list_files(
     cursor: str | None = None,
 ) -> Response:
     """The working tree's entries under ``path`` (the root by default); ``recursive=true``
-    lists every file below it. Path order, ``limit`` default 1,000 (max 10,000)."""
-    if at is not None:
-        raise invalid("at", "reading a checkpoint or commit is not available yet")
+    lists every file below it; ``at`` = a checkpoint id reads that checkpoint's files.
+    Path order, ``limit`` default 1,000 (max 10,000)."""
     entries, next_cursor = await ctx.db.read(
         files.list_files,
         principal.account_id,
         session_id,
         path=path.strip("/"),
         recursive=recursive,
+        at=at or None,
         limit=limit,
         cursor=cursor,
     )

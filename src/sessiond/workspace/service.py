@@ -31,7 +31,7 @@ from sessiond.errors import (
 from sessiond.pagination import decode_cursor, encode_cursor
 from sessiond.sessions import service as sessions
 from sessiond.settings import Limits
-from sessiond.workspace import trees
+from sessiond.workspace import checkpoints, trees
 from sessiond.workspace.models import MAX_BATCH_OPERATIONS, OPS, DeleteOp, RenameOp, WriteOp
 from sessiond.workspace.objects import ObjectStore
 from sessiond.workspace.paths import check_path
@@ -71,10 +71,12 @@ def list_files(
     *,
     path: str = "",
     recursive: bool = False,
+    at: str | None = None,
     limit: int | None = None,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """The entries under directory ``path`` (``""`` = the root), in path order."""
+    """The entries under directory ``path`` (``""`` = the root), in path order, of the
+    working tree or of checkpoint ``at``."""
     if limit is not None and not 1 <= limit <= MANIFEST_MAX_LIMIT:
         raise invalid("limit", f"must be between 1 and {MANIFEST_MAX_LIMIT}")
     limit = limit or MANIFEST_DEFAULT_LIMIT
@@ -82,7 +84,10 @@ def list_files(
         check_path(path, "path")
     after = decode_cursor(cursor, "files")["p"] if cursor else None
     store = ObjectStore(tx, account_id)
-    root = _head(tx, account_id, session_id)
+    if at is None:
+        root = _head(tx, account_id, session_id)
+    else:
+        root = checkpoints.tree_at(tx, account_id, session_id, at)
     entry = trees.lookup(store, root, path)
     if entry is None:
         raise NotFound(f"no directory at {path} in this session's working tree")

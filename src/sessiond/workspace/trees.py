@@ -195,3 +195,34 @@ def _edit(
         return None
     new.append(tree)
     return tree.id.decode()
+
+
+def diff(
+    store: ObjectStore, a: str, b: str, at: str = ""
+) -> Iterator[tuple[str, Entry | None, Entry | None]]:
+    """``(path, entry in a, entry in b)`` for every file or symlink that differs between
+    trees ``a`` and ``b``, in path order. Identical subtrees are skipped unread."""
+    if a == b:
+        return
+    left = {e.path: (e.mode, e.sha.decode()) for e in _tree(store, a).iteritems()}
+    right = {e.path: (e.mode, e.sha.decode()) for e in _tree(store, b).iteritems()}
+    for key in sorted(set(left) | set(right)):
+        name = key.decode("utf-8", "surrogateescape")
+        path = f"{at}/{name}" if at else name
+        x, y = left.get(key), right.get(key)
+        if x == y:
+            continue
+        x_dir = x is not None and stat.S_ISDIR(x[0])
+        y_dir = y is not None and stat.S_ISDIR(y[0])
+        if x_dir or y_dir:
+            yield from diff(
+                store,
+                x[1] if x is not None and x_dir else EMPTY_TREE,
+                y[1] if y is not None and y_dir else EMPTY_TREE,
+                path,
+            )
+        if not x_dir or not y_dir:
+            xf = None if x_dir else x
+            yf = None if y_dir else y
+            if xf != yf:
+                yield path, xf, yf

@@ -35,6 +35,36 @@ def upgrade() -> None:
         sa.Column("deletions", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("session_id", "path", name=op.f("pk_workspace_changes")),
     )
+    op.create_table(
+        "checkpoints",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("account_id", sa.String(length=40), nullable=False),
+        sa.Column("session_id", sa.String(length=40), nullable=False),
+        sa.Column("label", sa.Text(), nullable=True),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("tree", sa.String(length=40), nullable=False),
+        sa.Column("base", sa.String(length=40), nullable=False),
+        sa.Column("conversation", sa.JSON(), nullable=False),
+        sa.Column("message_id", sa.String(length=40), nullable=True),
+        sa.Column("before_message_id", sa.String(length=40), nullable=True),
+        sa.Column("context", sa.JSON(), nullable=False),
+        sa.Column("tasks", sa.JSON(), nullable=False),
+        sa.Column("changes", sa.JSON(), nullable=False),
+        sa.Column("auto", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_checkpoints")),
+    )
+    with op.batch_alter_table("checkpoints", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_checkpoints_session_id_id"), ["session_id", "id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_checkpoints_session_id_before_message_id"),
+            ["session_id", "before_message_id"],
+            unique=False,
+        )
+    with op.batch_alter_table("sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("revert_undo", sa.String(length=40), nullable=True))
     # ### end Alembic commands ###
 
 

@@ -1,0 +1,276 @@
+"""Checkpoints, restore, revert and unrevert: O(1) in files and messages.
+
+A checkpoint records the tree sha, the conversation path, the context, the task list and
+the per-path change figures — ids and small JSON. Restoring one points the session back
+at them: no file or message row is copied or deleted (docs/design/workspace.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from sessiond.conversation import messages
+from sessiond.conversation import path as P
+from sessiond.db import tables as t
+from sessiond.db.executor import Tx
+from sessiond.errors import InvalidTransition, NotFound, invalid
+from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.sessions import service as sessions
+from sessiond.tasks import service as tasks
+from sessiond.workspace import trees
+from sessiond.workspace.objects import ObjectStore
+from sessiond.workspace.record import render, take
+from sessiond.workspace.stats import line_delta
+
+cp = t.checkpoints
+wc = t.workspace_changes
+SCOPES = ("all", "files", "conversation")
+LABEL_CHARS = 200
+DESCRIPTION_CHARS = 10_000
+
+
+def checkpoint_not_found(checkpoint_id: str) -> NotFound:
+    return NotFound(f"checkpoint {checkpoint_id} not found in this session")
+
+
+def create(
+    tx: Tx,
+    account_id: str,
+    session_id: str,
+    *,
+    label: str | None,
+    description: str | None,
+    if_match: int | str | None = None,
+) -> dict[str, Any]:
+    if label is not None and len(label) > LABEL_CHARS:
+        raise invalid("label", f"at most {LABEL_CHARS} characters")
+    if description is not None and len(description) > DESCRIPTION_CHARS:
+        raise invalid("description", f"at most {DESCRIPTION_CHARS} characters")
+    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    sessions.require_active(row)
+    return take(tx, row, label=label, description=description)
+
+
+def _row(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> dict[str, Any]:
+    found = tx.conn.execute(
+        sa.select(cp).where(
+            cp.c.id == checkpoint_id, cp.c.session_id == session_id, cp.c.account_id == account_id
+        )
+    ).first()
+    if found is None:
+        raise checkpoint_not_found(checkpoint_id)
+    return dict(found._mapping)
+
+
+def get(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> dict[str, Any]:
+    sessions.require_exists(tx, account_id, session_id)
+    return render(_row(tx, account_id, session_id, checkpoint_id))
+
+
+def tree_at(tx: Tx, account_id: str, session_id: str, at: str) -> str:
+    """The tree a checkpoint id names (``?at=``)."""
+    sessions.require_exists(tx, account_id, session_id)
+    return str(_row(tx, account_id, session_id, at)["tree"])
+
+
+def list_page(
+    tx: Tx, account_id: str, session_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The session's checkpoints, newest first."""
+    sessions.require_exists(tx, account_id, session_id)
+    q = sa.select(cp).where(cp.c.session_id == session_id, cp.c.account_id == account_id)
+    if cursor:
+        q = q.where(cp.c.id < decode_cursor(cursor, "checkpoints")["id"])
+    rows = [r._mapping for r in tx.conn.execute(q.order_by(cp.c.id.desc()).limit(limit + 1))]
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor({"k": "checkpoints", "id": rows[-1]["id"]})
+    return [render(r) for r in rows], next_cursor
+
+
+# -- restoring state -----------------------------------------------------------------------
+
+
+def _set_files(tx: Tx, row: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Point the working tree at the state's tree; the change figures come with it."""
+    ws = dict(row["workspace"])
+    if ws["head"] == state["tree"]:
+        return False
+    tx.conn.execute(wc.delete().where(wc.c.session_id == row["id"]))
+    if state["base"] == ws["base"]:
+        figures = state["changes"]
+    else:  # the base moved since (rare): recompute from the trees
+        store = ObjectStore(tx, row["account_id"])
+        figures = {}
+        for path, a, b in trees.diff(store, ws["base"], state["tree"]):
+            old = store.get(a[1]).as_raw_string() if a else b""
+            new = store.get(b[1]).as_raw_string() if b else b""
+            figures[path] = list(line_delta(old, new))
+    if figures:
+        tx.conn.execute(
+            wc.insert(),
+            [
+                {"session_id": row["id"], "path": p, "additions": a, "deletions": d}
+                for p, (a, d) in figures.items()
+            ],
+        )
+    ws.update(
+        head=state["tree"],
+        filesChanged=len(figures),
+        linesAdded=sum(a for a, _ in figures.values()),
+        linesRemoved=sum(d for _, d in figures.values()),
+    )
+    sessions.write_fields(tx, row, {"workspace": ws})
+    tx.emit(
+        row["account_id"],
+        "files.changed",
+        {"paths": sorted(figures), "workspace": ws, "reason": "restore"},
+        session_id=row["id"],
+        workspace_id=row["workspace_id"],
+    )
+    return True
+
+
+def _set_state(tx: Tx, row: dict[str, Any], state: dict[str, Any]) -> None:
+    """Context and task list from the state."""
+    if row["context"] != state["context"]:
+        sessions.write_fields(
+            tx,
+            row,
+            {
+                "context": state["context"],
+                "lifecycle_version": row["lifecycle_version"] + 1,
+                "updated_at": tx.now,
+            },
+        )
+    tasks.replace_from_state(tx, row, state["tasks"])
+
+
+def apply_state(
+    tx: Tx, row: dict[str, Any], state: dict[str, Any], scope: str, conversation: P.Path
+) -> None:
+    if scope in ("all", "files"):
+        _set_files(tx, row, state)
+    if scope in ("all", "conversation"):
+        messages.move_head(tx, row, conversation)
+    if scope == "all":
+        _set_state(tx, row, state)
+    sessions.touch(tx, row)
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in SCOPES:
+        raise invalid("scope", "one of all, files, conversation")
+
+
+def restore(
+    tx: Tx,
+    account_id: str,
+    session_id: str,
+    checkpoint_id: str,
+    scope: str,
+    *,
+    if_match: int | str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """Restore a checkpoint (after recording the current state). Returns the session row
+    and the id of the undo checkpoint."""
+    _check_scope(scope)
+    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    sessions.require_active(row)
+    state = _row(tx, account_id, session_id, checkpoint_id)
+    undo = take(tx, row, label="before restore", auto=True)
+    apply_state(tx, row, state, scope, state["conversation"])
+    tx.emit(
+        account_id,
+        "session.restored",
+        {"checkpointId": checkpoint_id, "scope": scope, "undoCheckpointId": undo["id"]},
+        session_id=session_id,
+        workspace_id=row["workspace_id"],
+    )
+    return row, undo["id"]
+
+
+def state_before(
+    tx: Tx, account_id: str, row: dict[str, Any], message_id: str
+) -> tuple[int, dict[str, Any] | None]:
+    """``(seq of the message, the checkpoint holding the state just before it or None)``.
+
+    A user message has the automatic checkpoint taken right before it; for another
+    message, the automatic checkpoint of the closest user message before it is used.
+    """
+    path = row["conversation"]
+    seq = messages.seq_of(tx, account_id, path, message_id)
+    candidates = tx.conn.execute(
+        sa.select(cp)
+        .where(cp.c.session_id == row["id"], cp.c.before_message_id.is_not(None))
+        .order_by(cp.c.id.desc())
+        .limit(500)
+    ).all()
+    best: tuple[int, dict[str, Any]] | None = None
+    for found in candidates:
+        state = dict(found._mapping)
+        try:
+            at = messages.seq_of(tx, account_id, path, state["before_message_id"])
+        except NotFound:
+            continue
+        if at <= seq and (best is None or at > best[0]):
+            best = (at, state)
+            if at == seq:
+                break
+    return seq, None if best is None else best[1]
+
+
+def revert(
+    tx: Tx,
+    account_id: str,
+    session_id: str,
+    message_id: str,
+    scope: str,
+    *,
+    if_match: int | str | None = None,
+) -> dict[str, Any]:
+    """The state as it was just before ``message_id``; the message leaves the path."""
+    _check_scope(scope)
+    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    sessions.require_active(row)
+    seq, state = state_before(tx, account_id, row, message_id)
+    undo = take(tx, row, label="before revert", auto=True)
+    conversation = P.cut(row["conversation"], seq - 1)
+    if state is None:  # no recorded state before it: only the conversation moves
+        if scope in ("all", "conversation"):
+            messages.move_head(tx, row, conversation)
+    else:
+        apply_state(tx, row, state, scope, conversation)
+    sessions.write_fields(tx, row, {"revert_undo": undo["id"]})
+    tx.emit(
+        account_id,
+        "session.reverted",
+        {"messageId": message_id, "scope": scope, "undoCheckpointId": undo["id"]},
+        session_id=session_id,
+        workspace_id=row["workspace_id"],
+    )
+    return row
+
+
+def unrevert(
+    tx: Tx, account_id: str, session_id: str, *, if_match: int | str | None = None
+) -> dict[str, Any]:
+    """Undo the last revert: back to the state recorded just before it."""
+    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+    sessions.require_active(row)
+    if row["revert_undo"] is None:
+        raise InvalidTransition("nothing to unrevert: no revert since the last unrevert")
+    state = _row(tx, account_id, session_id, row["revert_undo"])
+    apply_state(tx, row, state, "all", state["conversation"])
+    sessions.write_fields(tx, row, {"revert_undo": None})
+    tx.emit(
+        account_id,
+        "session.reverted",
+        {"undone": True, "checkpointId": state["id"]},
+        session_id=session_id,
+        workspace_id=row["workspace_id"],
+    )
+    return row

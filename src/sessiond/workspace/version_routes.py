@@ -1,0 +1,200 @@
+"""Checkpoint, restore, revert, unrevert and fork routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, StrictStr
+
+from sessiond.db.executor import Tx
+from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
+from sessiond.http.respond import Json, created, with_etag
+from sessiond.http.schemas import ERRORS
+from sessiond.models import ApiModel
+from sessiond.pagination import check_limit
+from sessiond.sessions.render import render_session
+from sessiond.sessions.schemas import SessionEnvelope
+from sessiond.workspace import checkpoints
+from sessiond.workspace.fork import fork
+
+router = APIRouter(prefix="/v1/sessions/{session_id}", tags=["versions"], responses=ERRORS)
+
+
+class CheckpointCreate(ApiModel):
+    label: StrictStr | None = None
+    description: StrictStr | None = None
+
+
+class RestoreBody(ApiModel):
+    checkpoint_id: StrictStr
+    scope: StrictStr = "all"
+
+
+class RevertBody(ApiModel):
+    message_id: StrictStr
+    scope: StrictStr = "all"
+
+
+class ForkBody(ApiModel):
+    checkpoint_id: StrictStr | None = None
+    message_id: StrictStr | None = None
+    title: StrictStr | None = None
+    tags: list[StrictStr] | None = None
+
+
+class CheckpointOut(BaseModel):
+    id: str
+    sessionId: str
+    label: str | None
+    description: str | None
+    tree: str
+    messageId: str | None
+    auto: bool
+    createdAt: str
+
+
+class CheckpointEnvelope(BaseModel):
+    checkpoint: CheckpointOut
+
+
+class CheckpointList(BaseModel):
+    checkpoints: list[CheckpointOut]
+    nextCursor: str | None
+
+
+class RestoreOut(SessionEnvelope):
+    undoCheckpointId: str
+
+
+@router.post("/checkpoints", status_code=201, response_model=CheckpointEnvelope)
+async def create_checkpoint(
+    session_id: str,
+    request: Request,
+    ctx: Ctx,
+    principal: Writer,
+    if_match: IfMatch,
+    body: CheckpointCreate | None = None,
+) -> Response:
+    """Record files, conversation, context and tasks now (a handful of ids, no copies)."""
+    spec = body or CheckpointCreate()
+
+    def create(tx: Tx) -> tuple[int, Any]:
+        checkpoint = checkpoints.create(
+            tx,
+            principal.account_id,
+            session_id,
+            label=spec.label,
+            description=spec.description,
+            if_match=if_match,
+        )
+        return 201, {"checkpoint": checkpoint}
+
+    return await created(request, ctx, principal, create)
+
+
+@router.get("/checkpoints", response_model=CheckpointList)
+async def list_checkpoints(
+    session_id: str,
+    ctx: Ctx,
+    principal: Reader,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Response:
+    """Newest first (automatic ones included: ``auto: true``)."""
+    items, next_cursor = await ctx.db.read(
+        checkpoints.list_page,
+        principal.account_id,
+        session_id,
+        limit=check_limit(limit),
+        cursor=cursor,
+    )
+    return Json({"checkpoints": items, "nextCursor": next_cursor})
+
+
+@router.get("/checkpoints/{checkpoint_id}", response_model=CheckpointEnvelope)
+async def get_checkpoint(
+    session_id: str, checkpoint_id: str, ctx: Ctx, principal: Reader
+) -> Response:
+    checkpoint = await ctx.db.read(checkpoints.get, principal.account_id, session_id, checkpoint_id)
+    return Json({"checkpoint": checkpoint})
+
+
+@router.post("/restore", response_model=RestoreOut)
+async def restore(
+    session_id: str, body: RestoreBody, ctx: Ctx, principal: Writer, if_match: IfMatch
+) -> Response:
+    """Back to a checkpoint (``scope``: all | files | conversation). The state before is
+    recorded first: restore ``undoCheckpointId`` to undo."""
+
+    def run(tx: Tx) -> tuple[dict[str, Any], str]:
+        row, undo = checkpoints.restore(
+            tx,
+            principal.account_id,
+            session_id,
+            body.checkpoint_id,
+            body.scope,
+            if_match=if_match,
+        )
+        return render_session(row, tx.now), undo
+
+    session, undo = await ctx.db.write(run)
+    return with_etag({"session": session, "undoCheckpointId": undo}, session)
+
+
+@router.post("/revert", response_model=SessionEnvelope)
+async def revert(
+    session_id: str, body: RevertBody, ctx: Ctx, principal: Writer, if_match: IfMatch
+) -> Response:
+    """The state just before ``messageId`` (which leaves the conversation)."""
+
+    def run(tx: Tx) -> dict[str, Any]:
+        row = checkpoints.revert(
+            tx,
+            principal.account_id,
+            session_id,
+            body.message_id,
+            body.scope,
+            if_match=if_match,
+        )
+        return render_session(row, tx.now)
+
+    session = await ctx.db.write(run)
+    return with_etag({"session": session}, session)
+
+
+@router.post("/unrevert", response_model=SessionEnvelope)
+async def unrevert(session_id: str, ctx: Ctx, principal: Writer, if_match: IfMatch) -> Response:
+    """Undo the last revert."""
+
+    def run(tx: Tx) -> dict[str, Any]:
+        row = checkpoints.unrevert(tx, principal.account_id, session_id, if_match=if_match)
+        return render_session(row, tx.now)
+
+    session = await ctx.db.write(run)
+    return with_etag({"session": session}, session)
+
+
+@router.post("/fork", status_code=201, response_model=SessionEnvelope)
+async def fork_session(
+    session_id: str, request: Request, ctx: Ctx, principal: Writer, body: ForkBody | None = None
+) -> Response:
+    """A new session from this one's state (now, a checkpoint, or just before a message),
+    with ``parentId`` and ``forkedFrom``. Nothing is copied."""
+    spec = body or ForkBody()
+    limits = ctx.settings.limits
+
+    def create(tx: Tx) -> tuple[int, Any]:
+        child = fork(
+            tx,
+            limits,
+            principal.account_id,
+            session_id,
+            checkpoint_id=spec.checkpoint_id,
+            message_id=spec.message_id,
+            title=spec.title,
+            tags=spec.tags,
+        )
+        return 201, {"session": render_session(child, tx.now)}
+
+    return await created(request, ctx, principal, create)
