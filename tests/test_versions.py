@@ -234,3 +234,36 @@ def test_checkpoints_listing_and_auto(
     api.post(f"/v1/sessions/{sid}/restore", {"checkpointId": cps[0]["id"]}, expect=409)
     # a closed session can still be forked (the way to continue it)
     api.post(f"/v1/sessions/{sid}/fork", expect=201)
+
+
+def test_session_sources(client: TestClient, api: Api, other: Any) -> None:
+    seeded = api.post(
+        "/v1/sessions",
+        {"title": "seeded", "source": {"files": {"README.md": "# hi\n", "src/a.py": "x = 1\n"}}},
+        expect=201,
+    ).json()["session"]
+    sid = seeded["id"]
+    assert files(api, sid) == {"README.md": b"# hi\n", "src/a.py": b"x = 1\n"}
+    ws = seeded["workspace"]
+    assert ws["head"] == ws["base"] and ws["filesChanged"] == 0
+    objects = rows(client, t.git_objects)
+    cp = api.post(f"/v1/sessions/{sid}/checkpoints", expect=201).json()["checkpoint"]
+    put(api, sid, "later.txt", b"later")
+    from_session = api.post("/v1/sessions", {"source": {"sessionId": sid}}, expect=201).json()
+    assert files(api, from_session["session"]["id"]) == files(api, sid)
+    from_cp = api.post(
+        "/v1/sessions", {"source": {"sessionId": sid, "checkpointId": cp["id"]}}, expect=201
+    ).json()
+    assert "later.txt" not in files(api, from_cp["session"]["id"])
+    assert rows(client, t.git_objects) == objects + 2  # only later.txt's blob and its tree
+    for bad, code in (
+        ({"git": {"url": "https://example.com/x.git"}}, "validation_error"),
+        ({"files": {"../x": "y"}}, "invalid_path"),
+        ({"files": {"a": 1}}, "validation_error"),
+        ({"files": {"a": "b"}, "sessionId": sid}, "validation_error"),
+        ({"nothing": 1}, "validation_error"),
+    ):
+        api.post("/v1/sessions", {"source": bad}, expect=422, code=code)
+    api.post("/v1/sessions", {"source": {"sessionId": "ses_nope"}}, expect=404)
+    Api(client, other.write).post("/v1/sessions", {"source": {"sessionId": sid}}, expect=404)
+    api.post("/v1/sessions", {"source": {"sessionId": sid, "checkpointId": "cp_x"}}, expect=404)

@@ -20,6 +20,7 @@ from sessiond.sessions.models import CloseBody, ContextBody, SessionCreate, Sess
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import ContextEnvelope, SessionEnvelope, SessionList
 from sessiond.summaries import service as summaries
+from sessiond.workspace import sources
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERRORS)
 
@@ -32,8 +33,12 @@ async def create_session(
     spec = body or SessionCreate()
     limits = ctx.settings.limits
 
+    sources.check(spec.source)
+
     def create(tx: Tx) -> tuple[int, Any]:
         row = sessions.create(tx, limits, principal.account_id, spec)
+        if spec.source is not None:
+            sources.apply(tx, limits, principal.account_id, row, spec.source)
         return 201, {"session": render_session(row, tx.now)}
 
     return await created(request, ctx, principal, create)

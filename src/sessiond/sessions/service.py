@@ -340,12 +340,6 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
     v.check_ttl(body.ttl_seconds)
     for name in ("agent", "model", "mode"):
         v.check_name(name, getattr(body, name))
-    if body.source is not None:
-        raise invalid(
-            "source",
-            "session sources (files, sessionId, git) are not available in this version; "
-            "omit source to start with an empty workspace",
-        )
     workspaces.require(tx, account_id, body.workspace_id)
     now = tx.now
     row: dict[str, Any] = {

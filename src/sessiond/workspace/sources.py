@@ -1,0 +1,94 @@
+"""Session sources: the files a new session starts from (``source`` on create).
+
+``{"sessionId", "checkpointId"?}`` starts from another session's working tree (or one of
+its checkpoints) — O(1), the objects are shared; ``{"files": {"path": "text", ...}}``
+seeds files inline. Either way the starting tree is also the session's ``base``.
+``{"git": ...}`` comes with the agents work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dulwich.objects import Blob
+
+from sessiond.db.executor import Tx
+from sessiond.errors import ValidationFailed, invalid
+from sessiond.sessions import service as sessions
+from sessiond.settings import Limits
+from sessiond.workspace import checkpoints, trees
+from sessiond.workspace.objects import ObjectStore
+from sessiond.workspace.paths import check_path
+
+MAX_INLINE_FILES = 10_000
+
+
+def check(source: dict[str, Any] | None) -> None:
+    """Validate the shape before anything is written."""
+    if source is None:
+        return
+    keys = set(source)
+    if keys == {"git"} or "git" in keys:
+        raise invalid("source.git", "git sources are not available in this version")
+    if "files" in keys:
+        if keys != {"files"}:
+            raise invalid("source", "give files alone")
+        files = source["files"]
+        if not isinstance(files, dict):
+            raise invalid("source.files", "an object of path → text content")
+        if len(files) > MAX_INLINE_FILES:
+            raise invalid("source.files", f"at most {MAX_INLINE_FILES} files")
+        errors = []
+        for path, content in files.items():
+            check_path(path, f"source.files.{path}")
+            if not isinstance(content, str):
+                errors.append({"field": f"source.files.{path}", "message": "must be text"})
+        if errors:
+            raise ValidationFailed(errors)
+        return
+    if "sessionId" in keys or "session_id" in keys:
+        allowed = {"sessionId", "session_id", "checkpointId", "checkpoint_id"}
+        unknown = keys - allowed
+        if unknown:
+            raise invalid(f"source.{sorted(unknown)[0]}", "unknown field (check the spelling)")
+        for key in keys:
+            if not isinstance(source[key], str):
+                raise invalid(f"source.{key}", "must be a string")
+        return
+    raise invalid("source", 'one of {"sessionId", "checkpointId"?} or {"files": {...}}')
+
+
+def apply(
+    tx: Tx, limits: Limits, account_id: str, row: dict[str, Any], source: dict[str, Any]
+) -> None:
+    """Give the new session ``row`` its starting tree (as head and base)."""
+    if "files" in source:
+        store = ObjectStore(tx, account_id)
+        blobs = []
+        changes: dict[str, trees.Entry | None] = {}
+        for path, content in source["files"].items():
+            data = content.encode("utf-8")
+            if len(data) > limits.file_bytes:
+                raise invalid(f"source.files.{path}", f"at most {limits.file_bytes} bytes")
+            blob = Blob.from_string(data)
+            blobs.append(blob)
+            changes[path] = (trees.FILE, blob.id.decode())
+        store.add(blobs)
+        tree = trees.apply(store, trees.EMPTY_TREE, changes)
+    else:
+        source_id = source.get("sessionId") or source["session_id"]
+        checkpoint_id = source.get("checkpointId") or source.get("checkpoint_id")
+        origin = sessions.get_row(tx, account_id, source_id)
+        if checkpoint_id is not None:
+            tree = checkpoints.tree_at(tx, account_id, source_id, checkpoint_id)
+        else:
+            tree = origin["workspace"]["head"]
+    ws = dict(row["workspace"], head=tree, base=tree)
+    sessions.write_fields(tx, row, {"workspace": ws})
+    tx.emit(
+        account_id,
+        "files.changed",
+        {"paths": sorted(source.get("files", {})), "workspace": ws, "reason": "source"},
+        session_id=row["id"],
+        workspace_id=row["workspace_id"],
+    )
