@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import mimetypes
-from typing import Any
+from collections.abc import Iterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
+from sessiond.errors import invalid
 from sessiond.http.deps import Ctx, Reader, Writer
 from sessiond.http.respond import Json
 from sessiond.http.schemas import ERRORS
+from sessiond.workspace import diff as diffs
 from sessiond.workspace import service as files
+from sessiond.workspace import snapshot
 from sessiond.workspace.models import Batch, DeleteOp
 from sessiond.workspace.paths import check_path
 
@@ -141,3 +146,61 @@ async def batch(session_id: str, body: Batch, ctx: Ctx, principal: Writer) -> Re
         files.apply_operations, ctx.settings.limits, principal.account_id, session_id, ops
     )
     return Json({"files": results, "workspace": ws})
+
+
+class DiffFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    path: str
+    status: str
+    additions: int
+    deletions: int
+    binary: bool
+    patch: str
+
+
+class DiffOut(BaseModel):
+    files: list[DiffFile]
+    summary: dict[str, int]
+
+
+@router.get("/diff", response_model=DiffOut)
+async def diff(
+    session_id: str,
+    ctx: Ctx,
+    principal: Reader,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    format: str = "json",
+) -> Response:
+    """Changes from ``from`` (default: the base) to ``to`` (default: the working tree);
+    each may be ``base``, ``head`` or a checkpoint id. ``format=patch`` answers a
+    git-format patch (``git apply`` accepts it)."""
+    if format not in ("json", "patch"):
+        raise invalid("format", "json or patch")
+    result = await ctx.db.read(diffs.diff, principal.account_id, session_id, from_, to)
+    if format == "patch":
+        return Response(result["patch"], media_type="text/x-diff")
+    return Json({"files": result["files"], "summary": result["summary"]})
+
+
+@router.get("/snapshot", response_class=StreamingResponse)
+async def get_snapshot(
+    session_id: str, ctx: Ctx, principal: Reader, at: str | None = None
+) -> Response:
+    """The files as a gzip tar (the working tree, or checkpoint ``at``)."""
+    archive = await ctx.db.read(snapshot.build, principal.account_id, session_id, at)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while block := archive.read(64 * 1024):
+                yield block
+        finally:
+            archive.close()
+
+    name = f"{session_id}.tar.gz"
+    return StreamingResponse(
+        chunks(),
+        media_type="application/gzip",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

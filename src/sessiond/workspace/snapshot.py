@@ -1,0 +1,38 @@
+"""Snapshot: the files of a tree as a gzip tar (spooled to disk above 8 MiB)."""
+
+from __future__ import annotations
+
+import io
+import stat
+import tarfile
+import tempfile
+from typing import IO
+
+from sessiond.db.executor import Tx
+from sessiond.workspace import trees
+from sessiond.workspace.diff import resolve
+from sessiond.workspace.objects import ObjectStore
+
+SPOOL_BYTES = 8 * 1024 * 1024
+
+
+def build(tx: Tx, account_id: str, session_id: str, at: str | None) -> IO[bytes]:
+    """A gzip tar of the working tree (or checkpoint ``at``), rewound, ready to stream."""
+    root = resolve(tx, account_id, session_id, at, "head", "at")
+    store = ObjectStore(tx, account_id)
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (the caller closes it)
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for item in trees.walk(store, root, "", recursive=True):
+            data = store.get(item.sha).as_raw_string()
+            info = tarfile.TarInfo(item.path)
+            info.mtime = 0
+            if stat.S_ISLNK(item.mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = data.decode("utf-8", "surrogateescape")
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                info.mode = 0o755 if item.mode == trees.EXECUTABLE else 0o644
+                tar.addfile(info, io.BytesIO(data))
+    out.seek(0)
+    return out
