@@ -119,7 +119,7 @@ def test_snapshot(api: Api) -> None:
 
 
 def test_diff_and_snapshot_isolation(client: Any, api: Api, other: Any, tenant: Any) -> None:
-    sid, cp = _setup(api)
+    sid, _cp = _setup(api)
     intruder = Api(client, other.admin)
     intruder.get(f"/v1/sessions/{sid}/diff", expect=404, code="not_found")
     intruder.get(f"/v1/sessions/{sid}/snapshot", expect=404, code="not_found")
