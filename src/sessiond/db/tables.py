@@ -94,6 +94,8 @@ sessions = sa.Table(
     sa.Column("summary_due", Ms, nullable=True),
     # The checkpoint the last revert recorded first (what unrevert restores), or null.
     sa.Column("revert_undo", sa.String(40), nullable=True),
+    # The last commit on the session's branch (a fork starts from its parent's).
+    sa.Column("commit_head", sa.String(40), nullable=True),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),
@@ -311,4 +313,17 @@ checkpoints = sa.Table(
     sa.Column("created_at", Ms, nullable=False),
     sa.Index(None, "session_id", "id"),
     sa.Index(None, "session_id", "before_message_id"),
+)
+
+# Commits made on a session's branch (the git commit objects live in ``git_objects``).
+commits = sa.Table(
+    "commits",
+    metadata,
+    sa.Column("session_id", sa.String(40), primary_key=True),
+    sa.Column("sha", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("tree", sa.String(40), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Index(None, "session_id", "created_at"),
 )

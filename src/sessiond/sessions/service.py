@@ -56,6 +56,7 @@ SESSION_OWNED = (
     t.cache_entries,
     t.workspace_changes,
     t.checkpoints,
+    t.commits,
 )
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
@@ -237,7 +238,14 @@ def write_fields(tx: Tx, row: dict[str, Any], values: dict[str, Any]) -> None:
 
 # Columns that are not part of ``doc``: writing them needs no re-render.
 _UNRENDERED = frozenset(
-    {"conversation", "message_count", "last_activity_at", "summary_due", "revert_undo"}
+    {
+        "conversation",
+        "message_count",
+        "last_activity_at",
+        "summary_due",
+        "revert_undo",
+        "commit_head",
+    }
 )
 _TOUCH = (
     t.sessions.update()
@@ -380,6 +388,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "conversation": conversation_path.empty(),
         "summary_due": None,
         "revert_undo": None,
+        "commit_head": None,
     }
     row["doc"] = session_doc(row)
     tx.conn.execute(t.sessions.insert(), row)

@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 import zlib
 from collections import OrderedDict
 from typing import Any
 
+import sqlalchemy as sa
 from dulwich.objects import ObjectID, ShaFile
 from dulwich.patch import write_object_diff
 
+from sessiond.db import tables as t
 from sessiond.db.executor import Tx
-from sessiond.errors import invalid
+from sessiond.errors import NotFound, invalid
 from sessiond.sessions import service as sessions
 from sessiond.workspace import checkpoints, trees
 from sessiond.workspace.objects import ObjectStore
 from sessiond.workspace.stats import is_binary, line_delta
 
+SHA = re.compile(r"[0-9a-f]{40}")
 CACHE_SIZE = 256
 _cache: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -48,7 +52,18 @@ def resolve(
         return str(ws["head"])
     if ref.startswith("cp_"):
         return checkpoints.tree_at(tx, account_id, session_id, ref)
-    raise invalid(field, "base, head (the working tree) or a checkpoint id")
+    if SHA.fullmatch(ref):
+        found = tx.conn.execute(
+            sa.select(t.commits.c.tree).where(
+                t.commits.c.session_id == session_id,
+                t.commits.c.sha == ref,
+                t.commits.c.account_id == account_id,
+            )
+        ).first()
+        if found is None:
+            raise NotFound(f"commit {ref} not found in this session")
+        return str(found[0])
+    raise invalid(field, "base, head (the working tree), a checkpoint id or a commit id")
 
 
 def _side(path: str, entry: trees.Entry | None) -> tuple[Any, Any, Any]:

@@ -72,6 +72,7 @@ def fork(
             "parent_id": session_id,
             "forked_from": {"sessionId": session_id, "checkpointId": checkpoint_id},
             "workspace": ws,
+            "commit_head": parent["commit_head"],
         },
     )
     messages.move_head(tx, child, P.cut(conversation, P.count(conversation)))

@@ -31,7 +31,8 @@ from sessiond.errors import (
 from sessiond.pagination import decode_cursor, encode_cursor
 from sessiond.sessions import service as sessions
 from sessiond.settings import Limits
-from sessiond.workspace import checkpoints, trees
+from sessiond.workspace import trees
+from sessiond.workspace.diff import resolve
 from sessiond.workspace.models import MAX_BATCH_OPERATIONS, OPS, DeleteOp, RenameOp, WriteOp
 from sessiond.workspace.objects import ObjectStore
 from sessiond.workspace.paths import check_path
@@ -87,7 +88,7 @@ def list_files(
     if at is None:
         root = _head(tx, account_id, session_id)
     else:
-        root = checkpoints.tree_at(tx, account_id, session_id, at)
+        root = resolve(tx, account_id, session_id, at, "head", "at")
     entry = trees.lookup(store, root, path)
     if entry is None:
         raise NotFound(f"no directory at {path} in this session's working tree")

@@ -15,7 +15,8 @@ from sessiond.models import ApiModel
 from sessiond.pagination import check_limit
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import SessionEnvelope
-from sessiond.workspace import checkpoints
+from sessiond.workspace import checkpoints, commits
+from sessiond.workspace.commits import Author
 from sessiond.workspace.fork import fork
 
 router = APIRouter(prefix="/v1/sessions/{session_id}", tags=["versions"], responses=ERRORS)
@@ -198,3 +199,60 @@ async def fork_session(
         return 201, {"session": render_session(child, tx.now)}
 
     return await created(request, ctx, principal, create)
+
+
+class CommitBody(ApiModel):
+    message: StrictStr | None = None
+    author: Author | None = None
+
+
+@router.post("/generateCommitSummary")
+async def generate_commit_summary(session_id: str, ctx: Ctx, principal: Reader) -> Response:
+    """A title and body for the changes since the last commit; nothing is written."""
+    result = await ctx.db.read(commits.generate_summary, principal.account_id, session_id)
+    return Json(result)
+
+
+@router.post("/commit", status_code=201)
+async def commit(
+    session_id: str,
+    request: Request,
+    ctx: Ctx,
+    principal: Writer,
+    if_match: IfMatch,
+    body: CommitBody | None = None,
+) -> Response:
+    """Commit the working tree on the session's branch (no message → generated)."""
+    spec = body or CommitBody()
+
+    def create(tx: Tx) -> tuple[int, Any]:
+        out = commits.create(
+            tx,
+            principal.account_id,
+            session_id,
+            message=spec.message,
+            author=spec.author,
+            if_match=if_match,
+        )
+        return 201, {"commit": out}
+
+    return await created(request, ctx, principal, create)
+
+
+@router.get("/commits")
+async def list_commits(
+    session_id: str,
+    ctx: Ctx,
+    principal: Reader,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Response:
+    """The session's commits, newest first."""
+    items, next_cursor = await ctx.db.read(
+        commits.list_page,
+        principal.account_id,
+        session_id,
+        limit=check_limit(limit),
+        cursor=cursor,
+    )
+    return Json({"commits": items, "nextCursor": next_cursor})

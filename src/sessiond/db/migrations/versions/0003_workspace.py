@@ -65,6 +65,23 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("revert_undo", sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column("commit_head", sa.String(length=40), nullable=True))
+    op.create_table(
+        "commits",
+        sa.Column("session_id", sa.String(length=40), nullable=False),
+        sa.Column("sha", sa.String(length=40), nullable=False),
+        sa.Column("account_id", sa.String(length=40), nullable=False),
+        sa.Column("tree", sa.String(length=40), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("session_id", "sha", name=op.f("pk_commits")),
+    )
+    with op.batch_alter_table("commits", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_commits_session_id_created_at"),
+            ["session_id", "created_at"],
+            unique=False,
+        )
     # ### end Alembic commands ###
 
 
