@@ -96,6 +96,7 @@ sessions = sa.Table(
     sa.Column("revert_undo", sa.String(40), nullable=True),
     # The last commit on the session's branch (a fork starts from its parent's).
     sa.Column("commit_head", sa.String(40), nullable=True),
+    sa.Column("environment_spec", sa.JSON, nullable=True),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),

@@ -245,6 +245,7 @@ _UNRENDERED = frozenset(
         "summary_due",
         "revert_undo",
         "commit_head",
+        "environment_spec",
     }
 )
 _TOUCH = (
@@ -389,6 +390,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "summary_due": None,
         "revert_undo": None,
         "commit_head": None,
+        "environment_spec": None,
     }
     row["doc"] = session_doc(row)
     tx.conn.execute(t.sessions.insert(), row)

@@ -15,7 +15,7 @@ from sessiond.models import ApiModel
 from sessiond.pagination import check_limit
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import SessionEnvelope
-from sessiond.workspace import checkpoints, commits
+from sessiond.workspace import checkpoints, commits, environment
 from sessiond.workspace.commits import Author
 from sessiond.workspace.fork import fork
 
@@ -256,3 +256,41 @@ async def list_commits(
         cursor=cursor,
     )
     return Json({"commits": items, "nextCursor": next_cursor})
+
+
+class EnvironmentSpecBody(ApiModel):
+    environment_spec: Any
+
+
+@router.get("/environmentSpec")
+async def get_environment_spec(session_id: str, ctx: Ctx, principal: Reader) -> Response:
+    spec = await ctx.db.read(environment.get, principal.account_id, session_id)
+    return Json({"environmentSpec": spec})
+
+
+@router.put("/environmentSpec")
+async def put_environment_spec(
+    session_id: str,
+    body: EnvironmentSpecBody,
+    ctx: Ctx,
+    principal: Writer,
+    if_match: IfMatch,
+) -> Response:
+    """Replace the stored environment spec (a JSON object)."""
+    spec = await ctx.db.write(
+        environment.put,
+        ctx.settings.limits,
+        principal.account_id,
+        session_id,
+        body.environment_spec,
+        if_match=if_match,
+    )
+    return Json({"environmentSpec": spec})
+
+
+@router.post("/generateEnvironmentSpec")
+async def generate_environment_spec(session_id: str, ctx: Ctx, principal: Reader) -> Response:
+    """Infer language, versions, package manager, packages, setup and test commands from
+    the files, with the files each field came from; nothing is written."""
+    result = await ctx.db.read(environment.generate, principal.account_id, session_id)
+    return Json(result)

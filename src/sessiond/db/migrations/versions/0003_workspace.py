@@ -66,6 +66,7 @@ def upgrade() -> None:
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("revert_undo", sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column("commit_head", sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column("environment_spec", sa.JSON(), nullable=True))
     op.create_table(
         "commits",
         sa.Column("session_id", sa.String(length=40), nullable=False),
