@@ -34,6 +34,7 @@ from sessiond.summaries.routes import router as summaries_router
 from sessiond.summaries.summarizer import DefaultSummarizer, Summarizer
 from sessiond.tasks.routes import router as tasks_router
 from sessiond.workspace.routes import router as files_router
+from sessiond.workspace.version_routes import merge_router
 from sessiond.workspace.version_routes import router as versions_router
 from sessiond.workspaces.routes import router as workspaces_router
 
@@ -151,6 +152,7 @@ def create_app(
         summaries_router,
         files_router,
         versions_router,
+        merge_router,
         events_router,
     ):
         app.include_router(router)

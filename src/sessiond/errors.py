@@ -57,6 +57,10 @@ class VersionConflict(Conflict):
     code = "version_conflict"
 
 
+class MergeConflict(Conflict):
+    code = "merge_conflict"
+
+
 class AlreadyExists(Conflict):
     code = "already_exists"
 

@@ -26,7 +26,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "unauthorized",
         403: "forbidden",
         404: "not_found",
-        409: "invalid_transition, session_not_active, version_conflict, already_exists",
+        409: "invalid_transition, session_not_active, version_conflict, merge_conflict, "
+        "already_exists, conflict",
         412: "precondition_failed",
         413: "payload_too_large",
         415: "unsupported_media_type",

@@ -130,34 +130,56 @@ def create(
         generated = summarize(tx, account_id, row)["summary"]
         message = generated["title"] + ("\n\n" + generated["body"] if generated["body"] else "")
     who = author.model_dump() if author is not None else dict(DEFAULT_AUTHOR)
+    parents = [row["commit_head"]] if row["commit_head"] else []
+    return make(tx, row, head, parents, message, who)
+
+
+def make(
+    tx: Tx,
+    row: dict[str, Any],
+    tree: str,
+    parents: list[str],
+    message: str,
+    who: dict[str, str],
+) -> dict[str, Any]:
+    """Store a commit of ``tree`` on the session's branch and move ``commit_head`` to it."""
     identity = f"{who['name']} <{who['email']}>".encode()
     commit = Commit()
-    commit.tree = ObjectID(head.encode())
-    commit.parents = [ObjectID(row["commit_head"].encode())] if row["commit_head"] else []
+    commit.tree = ObjectID(tree.encode())
+    commit.parents = [ObjectID(p.encode()) for p in parents]
     commit.author = commit.committer = identity
     commit.author_time = commit.commit_time = tx.now // 1000
     commit.author_timezone = commit.commit_timezone = 0
     commit.message = (message if message.endswith("\n") else message + "\n").encode()
-    ObjectStore(tx, account_id).add([commit])
+    ObjectStore(tx, row["account_id"]).add([commit])
     values = {
-        "session_id": session_id,
+        "session_id": row["id"],
         "sha": commit.id.decode(),
-        "account_id": account_id,
-        "tree": head,
+        "account_id": row["account_id"],
+        "tree": tree,
         "message": message,
         "created_at": tx.now,
     }
     tx.conn.execute(c.insert(), values)
     sessions.write_fields(tx, row, {"commit_head": values["sha"]})
-    out = render(values, [p.decode() for p in commit.parents], who)
+    out = render(values, parents, who)
     tx.emit(
-        account_id,
+        row["account_id"],
         "commit.created",
         {"commit": out},
-        session_id=session_id,
+        session_id=row["id"],
         workspace_id=row["workspace_id"],
     )
     return out
+
+
+def ensure_commit(tx: Tx, row: dict[str, Any], message: str) -> str:
+    """The session's last commit, after committing its working tree if it differs."""
+    since, head = _since_last(tx, row)
+    if row["commit_head"] is not None and since == head:
+        return str(row["commit_head"])
+    parents = [row["commit_head"]] if row["commit_head"] else []
+    return str(make(tx, row, head, parents, message, dict(DEFAULT_AUTHOR))["id"])
 
 
 def list_page(

@@ -340,18 +340,38 @@ def apply_operations(
             )
     blobs: list[Blob] = []
     plan = _plan(store, limits, root, ops, blobs)
+    ws = write_changes(tx, row, store, plan.changes, blobs)
+    return plan.results, ws
+
+
+def write_changes(
+    tx: Tx,
+    row: dict[str, Any],
+    store: ObjectStore,
+    changes: dict[str, trees.Entry | None],
+    blobs: list[Blob],
+    *,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Apply a change set to the session's working tree (``row``: locked, active): new
+    objects, new head, change figures, ``files.changed``. Returns the new ``workspace``."""
+    ws = dict(row["workspace"])
+    root = ws["head"]
     store.add(blobs)
-    new_root = trees.apply(store, root, plan.changes)
+    new_root = trees.apply(store, root, changes)
     by_sha = {b.id.decode(): b for b in blobs}
-    figures = _update_changes(tx, store, session_id, ws["base"], plan.changes, by_sha)
+    figures = _update_changes(tx, store, row["id"], ws["base"], changes, by_sha)
     ws.update(head=new_root, **figures)
     if new_root != root or ws != row["workspace"]:
         sessions.write_fields(tx, row, {"workspace": ws, "last_activity_at": tx.now})
+        data: dict[str, Any] = {"paths": sorted(changes), "workspace": ws}
+        if reason is not None:
+            data["reason"] = reason
         tx.emit(
-            account_id,
+            row["account_id"],
             "files.changed",
-            {"paths": sorted(plan.changes), "workspace": ws},
-            session_id=session_id,
+            data,
+            session_id=row["id"],
             workspace_id=row["workspace_id"],
         )
-    return plan.results, ws
+    return ws

@@ -16,6 +16,7 @@ from sessiond.pagination import check_limit
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import SessionEnvelope
 from sessiond.workspace import checkpoints, commits, environment
+from sessiond.workspace import merge as merges
 from sessiond.workspace.commits import Author
 from sessiond.workspace.fork import fork
 
@@ -294,3 +295,51 @@ async def generate_environment_spec(session_id: str, ctx: Ctx, principal: Reader
     the files, with the files each field came from; nothing is written."""
     result = await ctx.db.read(environment.generate, principal.account_id, session_id)
     return Json(result)
+
+
+class MergeBody(ApiModel):
+    target_session_id: StrictStr | None = None
+    strategy: StrictStr = "fail"
+    message: StrictStr | None = None
+
+
+class MergeFromBody(ApiModel):
+    source_session_id: StrictStr
+    strategy: StrictStr = "fail"
+    message: StrictStr | None = None
+
+
+merge_router = APIRouter(prefix="/v1/sessions", tags=["versions"], responses=ERRORS)
+
+
+@merge_router.post("/{session_id}:merge")
+async def merge_into(
+    session_id: str, ctx: Ctx, principal: Writer, body: MergeBody | None = None
+) -> Response:
+    """Merge this session's changes since the merge base into the target (default: its
+    parent). ``strategy``: fail (409 ``merge_conflict``, nothing written) | ours | theirs |
+    markers."""
+    spec = body or MergeBody()
+    result = await ctx.db.write(
+        merges.merge,
+        principal.account_id,
+        session_id,
+        spec.target_session_id,
+        spec.strategy,
+        spec.message,
+    )
+    return Json({"merge": result})
+
+
+@merge_router.post("/{session_id}:mergeFrom")
+async def merge_from(session_id: str, body: MergeFromBody, ctx: Ctx, principal: Writer) -> Response:
+    """Merge another session into this one (``ours`` = this session)."""
+    result = await ctx.db.write(
+        merges.merge,
+        principal.account_id,
+        body.source_session_id,
+        session_id,
+        body.strategy,
+        body.message,
+    )
+    return Json({"merge": result})
