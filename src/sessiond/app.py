@@ -101,6 +101,7 @@ def create_app(
                 db,
                 interval=settings.sweep_interval_seconds,
                 idempotency_ttl=settings.idempotency_ttl_seconds,
+                gc_every=settings.gc_every_sweeps,
             ),
             name="sweeper",
         )

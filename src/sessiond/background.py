@@ -12,11 +12,16 @@ from sessiond import idempotency
 from sessiond.cache import service as cache
 from sessiond.db.executor import Database
 from sessiond.sessions import service as sessions
+from sessiond.workspace import gc
 
 log = logging.getLogger("sessiond.background")
 
 
-async def sweeper(db: Database, *, interval: float, idempotency_ttl: int) -> None:
+async def sweeper(
+    db: Database, *, interval: float, idempotency_ttl: int, gc_every: int = 720
+) -> None:
+    """Every ``interval`` seconds: expiry, cache purge; every 60th: idempotency purge;
+    every ``gc_every``-th (0: never): garbage collection of unreachable git objects."""
     ticks = 0
     while True:
         await asyncio.sleep(interval)
@@ -28,6 +33,10 @@ async def sweeper(db: Database, *, interval: float, idempotency_ttl: int) -> Non
                 pass
             if ticks % 60 == 1:
                 await db.write(idempotency.purge_expired, idempotency_ttl)
+            if gc_every and ticks % gc_every == 0:
+                result = await db.write(gc.collect)
+                if result.deleted:
+                    log.info("gc: %d unreachable object(s) deleted", result.deleted)
         except asyncio.CancelledError:
             raise
         except Exception:

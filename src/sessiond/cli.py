@@ -149,6 +149,20 @@ def _run(settings: Settings, fn: Any, *args: Any) -> Any:
         db.close()
 
 
+@app.command()
+def gc(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Delete git objects no working tree, checkpoint or commit refers to (safe while the
+    server runs; it also does this periodically)."""
+    from sessiond.workspace import gc as collector
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    result = _run(settings, collector.collect)
+    print(
+        f"gc: {result.accounts} account(s), {result.marked} object(s) kept, "
+        f"{result.deleted} deleted"
+    )
+
+
 @accounts_app.command("create")
 def accounts_create(name: str, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Create an account; prints its id alone on stdout."""

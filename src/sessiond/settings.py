@@ -49,6 +49,9 @@ class Settings(BaseModel):
 
     heartbeat_seconds: float = 15.0
     sweep_interval_seconds: float = 5.0
+    # Garbage collection of unreachable git objects runs every this many sweeps (720 x 5 s
+    # = hourly by default; 0 = never, run `sessiond gc` instead).
+    gc_every_sweeps: int = 720
     idempotency_ttl_seconds: int = 24 * 3600
     # How often the event pump re-checks the database even without a wake-up
     # (covers NOTIFYs lost while a PostgreSQL listener reconnects).

@@ -18,6 +18,7 @@ from sessiond.sessions.models import SessionCreate
 from sessiond.settings import Limits
 from sessiond.tasks import service as tasks
 from sessiond.workspace import checkpoints
+from sessiond.workspace.objects import ObjectStore
 from sessiond.workspace.record import take
 
 
@@ -39,6 +40,7 @@ def fork(
         raise ValidationFailed(
             [{"field": "messageId", "message": "give checkpointId or messageId, not both"}]
         )
+    ObjectStore(tx, account_id)  # holds off garbage collection until this commits
     parent = sessions.load_for_write(tx, account_id, session_id)
     if checkpoint_id is not None:
         state = checkpoints._row(tx, account_id, session_id, checkpoint_id)

@@ -19,6 +19,9 @@ from sessiond.db.executor import Tx
 
 g = t.git_objects
 BATCH = 500
+# Transaction-level advisory lock on PostgreSQL: shared by every write that uses the
+# object store, exclusive for garbage collection (workspace/gc.py).
+GC_LOCK_KEY = 0x5E55_6C00
 
 _GET = sa.select(g.c.type, g.c.data).where(
     g.c.account_id == sa.bindparam("account_id"), g.c.sha == sa.bindparam("sha")
@@ -34,6 +37,10 @@ class ObjectStore:
         self.tx = tx
         self.account_id = account_id
         self._cache: dict[str, ShaFile] = {}
+        if tx.is_postgres and not tx.readonly:
+            # Until this transaction commits, garbage collection cannot run (and it
+            # waits here while one runs): nothing it references can vanish under it.
+            tx.conn.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": GC_LOCK_KEY})
 
     def get(self, sha: str) -> ShaFile:
         """The object ``sha`` (parsed); ``MissingObject`` if this account has none."""

@@ -76,6 +76,7 @@ def apply(
         store.add(blobs)
         tree = trees.apply(store, trees.EMPTY_TREE, changes)
     else:
+        ObjectStore(tx, account_id)  # holds off garbage collection until this commits
         source_id = source.get("sessionId") or source["session_id"]
         checkpoint_id = source.get("checkpointId") or source.get("checkpoint_id")
         origin = sessions.get_row(tx, account_id, source_id)
