@@ -33,6 +33,7 @@ from sessiond.summaries import service as summaries
 from sessiond.summaries.routes import router as summaries_router
 from sessiond.summaries.summarizer import DefaultSummarizer, Summarizer
 from sessiond.tasks.routes import router as tasks_router
+from sessiond.workspace.git_routes import router as git_router
 from sessiond.workspace.routes import router as files_router
 from sessiond.workspace.version_routes import merge_router
 from sessiond.workspace.version_routes import router as versions_router
@@ -154,6 +155,7 @@ def create_app(
         files_router,
         versions_router,
         merge_router,
+        git_router,
         events_router,
     ):
         app.include_router(router)

@@ -33,7 +33,7 @@ class Author(ApiModel):
     email: str
 
 
-def _since_last(tx: Tx, row: dict[str, Any]) -> tuple[str, str]:
+def since_last(tx: Tx, row: dict[str, Any]) -> tuple[str, str]:
     """``(tree of the last commit, or the base; the working tree)``."""
     ws = row["workspace"]
     if row["commit_head"] is None:
@@ -46,7 +46,7 @@ def _since_last(tx: Tx, row: dict[str, Any]) -> tuple[str, str]:
 
 def summarize(tx: Tx, account_id: str, row: dict[str, Any]) -> dict[str, Any]:
     """A title naming the main change and a body listing the files with +/-."""
-    a, b = _since_last(tx, row)
+    a, b = since_last(tx, row)
     result = compute(tx, account_id, a, b)
     files = result["files"]
     if not files:
@@ -123,7 +123,7 @@ def create(
         raise invalid("message", f"at most {MESSAGE_CHARS} characters")
     row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
     sessions.require_active(row)
-    since, head = _since_last(tx, row)
+    since, head = since_last(tx, row)
     if row["commit_head"] is not None and since == head:
         raise Conflict("nothing to commit: the working tree is as the last commit left it")
     if message is None:
@@ -132,6 +132,52 @@ def create(
     who = author.model_dump() if author is not None else dict(DEFAULT_AUTHOR)
     parents = [row["commit_head"]] if row["commit_head"] else []
     return make(tx, row, head, parents, message, who)
+
+
+def tree_of(store: ObjectStore, commit_sha: str) -> str:
+    obj = store.get(commit_sha)
+    assert isinstance(obj, Commit)
+    return str(obj.tree.decode())
+
+
+def build(tx: Tx, tree: str, parents: list[str], message: str, who: dict[str, str]) -> Commit:
+    """A commit object (not stored)."""
+    identity = f"{who['name']} <{who['email']}>".encode()
+    commit = Commit()
+    commit.tree = ObjectID(tree.encode())
+    commit.parents = [ObjectID(p.encode()) for p in parents]
+    commit.author = commit.committer = identity
+    commit.author_time = commit.commit_time = tx.now // 1000
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.message = (message if message.endswith("\n") else message + "\n").encode()
+    return commit
+
+
+def record_pushed(tx: Tx, row: dict[str, Any], commit: Commit) -> None:
+    """A pushed commit becomes the session's last commit (its objects are stored)."""
+    sha = commit.id.decode()
+    message = commit.message.decode("utf-8", "replace").rstrip("\n")
+    values = {
+        "session_id": row["id"],
+        "sha": sha,
+        "account_id": row["account_id"],
+        "tree": commit.tree.decode(),
+        "message": message,
+        "created_at": tx.now,
+    }
+    tx.conn.execute(c.insert(), values)
+    sessions.write_fields(tx, row, {"commit_head": sha})
+    name, _, email = commit.author.decode("utf-8", "replace").partition(" <")
+    out = render(
+        values, [p.decode() for p in commit.parents], {"name": name, "email": email.rstrip(">")}
+    )
+    tx.emit(
+        row["account_id"],
+        "commit.created",
+        {"commit": out, "pushed": True},
+        session_id=row["id"],
+        workspace_id=row["workspace_id"],
+    )
 
 
 def make(
@@ -143,14 +189,7 @@ def make(
     who: dict[str, str],
 ) -> dict[str, Any]:
     """Store a commit of ``tree`` on the session's branch and move ``commit_head`` to it."""
-    identity = f"{who['name']} <{who['email']}>".encode()
-    commit = Commit()
-    commit.tree = ObjectID(tree.encode())
-    commit.parents = [ObjectID(p.encode()) for p in parents]
-    commit.author = commit.committer = identity
-    commit.author_time = commit.commit_time = tx.now // 1000
-    commit.author_timezone = commit.commit_timezone = 0
-    commit.message = (message if message.endswith("\n") else message + "\n").encode()
+    commit = build(tx, tree, parents, message, who)
     ObjectStore(tx, row["account_id"]).add([commit])
     values = {
         "session_id": row["id"],
@@ -175,7 +214,7 @@ def make(
 
 def ensure_commit(tx: Tx, row: dict[str, Any], message: str) -> str:
     """The session's last commit, after committing its working tree if it differs."""
-    since, head = _since_last(tx, row)
+    since, head = since_last(tx, row)
     if row["commit_head"] is not None and since == head:
         return str(row["commit_head"])
     parents = [row["commit_head"]] if row["commit_head"] else []

@@ -56,6 +56,25 @@ class ObjectStore:
         self._cache[sha] = obj
         return obj
 
+    def get_many(self, shas: list[str]) -> dict[str, ShaFile]:
+        """The objects among ``shas`` that exist, fetched in batches (missing ones left out)."""
+        out = {sha: self._cache[sha] for sha in shas if sha in self._cache}
+        wanted = [sha for sha in shas if sha not in out]
+        for i in range(0, len(wanted), BATCH):
+            chunk = wanted[i : i + BATCH]
+            rows = self.tx.conn.execute(
+                sa.select(g.c.sha, g.c.type, g.c.data).where(
+                    g.c.account_id == self.account_id, g.c.sha.in_(chunk)
+                )
+            )
+            for row in rows:
+                obj = ShaFile.from_raw_string(
+                    row.type, zlib.decompress(row.data), sha=ObjectID(row.sha.encode())
+                )
+                self._cache[row.sha] = obj
+                out[row.sha] = obj
+        return out
+
     def contains(self, sha: str) -> bool:
         if sha in self._cache:
             return True
