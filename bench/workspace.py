@@ -8,7 +8,8 @@ not copied). Everything at 1 connection, SQLite. What it prints, each next to it
    10, 1,000 and 10,000 files (``--sizes``); target p99 < 20 ms, flat across sizes.
    ``POST .../checkpoints {}`` repeatedly; ``POST .../restore`` alternating between two
    checkpoints that differ by one edited file; ``POST .../fork {}`` repeatedly from the
-   same parent.
+   same parent. Fresh sessions (one edited file); "1b" repeats the three in the storage
+   session of part 4 (1,000 changed paths against its base), same target.
 2. **the same three** in a 10-file session holding 10 and 100,000 messages
    (``--messages``), seeded through the service layer (default) or over HTTP.
 3. **diff** ``GET .../diff?from=<checkpoint>`` with 10 changed files in the largest
@@ -22,7 +23,7 @@ not copied). Everything at 1 connection, SQLite. What it prints, each next to it
 
 Run on demand, never by the test suite::
 
-    .venv/bin/python bench/workspace.py                         # everything, ~4 min
+    .venv/bin/python bench/workspace.py                         # everything, ~3 min
     .venv/bin/python bench/workspace.py --sizes 10,1000 --seconds 1 --checkpoints 100 \\
         --messages 10,10000                                     # scaled down, ~1 min
     .venv/bin/python bench/workspace.py --only ops,diff --py-spy /tmp/prof
@@ -174,7 +175,12 @@ class Client:
         return status, body
 
     async def call(
-        self, method: str, path: str, body: Any = None, expected: int = 200, raw: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        expected: int = 200,
+        raw: bytes | None = None,
     ) -> Any:
         """One request; its JSON answer (RuntimeError on another status)."""
         if raw is None:
@@ -191,7 +197,9 @@ class Client:
 
     def put_raw(self, session_id: str, path: str, text: str) -> bytes:
         # PUT .../files/{path} takes the raw bytes as the body (any Content-Type).
-        return self.builder.with_body("PUT", f"/v1/sessions/{session_id}/files/{path}", text.encode())
+        return self.builder.with_body(
+            "PUT", f"/v1/sessions/{session_id}/files/{path}", text.encode()
+        )
 
     async def put_file(self, session_id: str, path: str, text: str) -> None:
         await self.call("PUT", path, raw=self.put_raw(session_id, path, text))
@@ -253,6 +261,32 @@ def db_files_after_truncate(path: Path) -> dict[str, int]:
     finally:
         con.close()
     return {"db": db, "wal": wal, "bytes": db + wal}
+
+
+def db_breakdown(path: Path, top: int = 5) -> list[tuple[str, int]]:
+    """The largest tables / indexes (bytes) from the ``dbstat`` virtual table, and the
+    biggest columns of ``checkpoints``; [] when this SQLite lacks dbstat."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        out = [
+            (str(name), int(size))
+            for name, size in con.execute(
+                "SELECT name, SUM(pgsize) AS s FROM dbstat GROUP BY name ORDER BY s DESC LIMIT ?",
+                (top,),
+            )
+        ]
+        cols = [r[1] for r in con.execute("PRAGMA table_info(checkpoints)")]
+        for col in cols:
+            if col == "changes":  # per-path change figures, copied into every checkpoint
+                size = con.execute(
+                    f'SELECT SUM(LENGTH(CAST("{col}" AS BLOB))) FROM checkpoints'
+                ).fetchone()[0]
+                out.append((f"checkpoints.{col} (data)", int(size or 0)))
+        return out
+    except sqlite3.Error:
+        return []
+    finally:
+        con.close()
 
 
 def mb(n: float) -> str:
@@ -323,7 +357,9 @@ def flat_lines(rows: list[Row], unit: str) -> list[str]:
     FLAT_RATIO x or +FLAT_SLACK_MS of the smallest size's."""
     out = []
     for op in OPS:
-        mine = sorted((r for r in rows if r.op == op and r.p99_ms is not None), key=lambda r: r.size)
+        mine = sorted(
+            (r for r in rows if r.op == op and r.p99_ms is not None), key=lambda r: r.size
+        )
         if len(mine) < 2:
             continue
         small = mine[0].p99_ms
@@ -432,9 +468,7 @@ class Bench:
             proc.kill()
             proc.wait(5)
 
-    async def measure(
-        self, part: str, op: str, size: int, factory: load.RequestFactory
-    ) -> Row:
+    async def measure(self, part: str, op: str, size: int, factory: load.RequestFactory) -> Row:
         """One closed-loop row at 1 connection through load.py's measurement loop."""
         self.alive()
         pid = self.pid
@@ -465,20 +499,20 @@ class Bench:
         await asyncio.sleep(0.2)
         return row
 
-    async def three_ops(self, part: str, session_id: str, size: int, edit_index: int, salt: str) -> None:
+    async def three_ops(
+        self, part: str, session_id: str, size: int, edit_index: int, salt: str
+    ) -> None:
         """checkpoint, restore (A/B differing by one edited file), fork — one row each."""
         assert self.client is not None and self.builder is not None
         b = self.builder
         base = f"/v1/sessions/{session_id}"
-        unit = "files" if part == "ops" else "messages"
+        unit = "messages" if part == "messages" else "files"
 
         # Two checkpoints that differ by one edited file; the session is left at A so the
         # measured restores go B, A, B, ... (each one changes that file).
         cp_a = await self.client.checkpoint(session_id)
         path = file_path(edit_index)
-        await self.client.put_file(
-            session_id, path, file_text(edit_index, salt, version=1_000_000)
-        )
+        await self.client.put_file(session_id, path, file_text(edit_index, salt, version=1_000_000))
         cp_b = await self.client.checkpoint(session_id)
         doc = await self.client.call(
             "POST", f"{base}/restore", {"checkpointId": cp_a, "scope": "all"}, 200
@@ -669,9 +703,7 @@ class Bench:
             files = workspace_files(big, big_salt)
             ws_raw = raw_bytes(files)
             db0 = db_pages(self.db_path)
-            big_sid, took, body_bytes = await create_session(
-                self.client, files, f"workspace {big}"
-            )
+            big_sid, took, body_bytes = await create_session(self.client, files, f"workspace {big}")
             del files
             print(f"  created the {big:,}-file session in {took:.2f} s", flush=True)
             t0 = time.perf_counter()
@@ -713,6 +745,7 @@ class Bench:
             if "storage" in self.info:
                 files_after = db_files_after_truncate(self.db_path)
                 self.info["storage"]["db_after_file"] = files_after
+                self.info["storage"]["breakdown"] = db_breakdown(self.db_path)
                 print(
                     f"  server stopped: after wal_checkpoint(TRUNCATE) db {mb(files_after['db'])}"
                     f" + wal {mb(files_after['wal'])}",
@@ -754,18 +787,22 @@ class Bench:
         assert self.client is not None
 
         # ---- 1. checkpoint / restore / fork by workspace size ----------------------------
-        if "ops" in args.parts:
-            creates = self.info.setdefault("create_other", {})
-            for n in args.size_list:
-                if n == big:
-                    sid, salt = big_sid, big_salt
-                else:
-                    salt = f"ws{n}"
-                    sid, took, _ = await create_session(
-                        self.client, workspace_files(n, salt), f"workspace {n}"
-                    )
-                    creates[n] = took
-                await self.three_ops("ops", sid, n, edit_index=n // 2, salt=salt)
+        # Fresh sessions, the largest one included: the storage session has 1,000 changed
+        # paths against its base, which checkpoints copy (measured apart, "edited" rows).
+        fresh: dict[int, tuple[str, str]] = {}
+        creates = self.info.setdefault("create_other", {})
+        for n in args.size_list if "ops" in args.parts else []:
+            salt = f"ws{n}-ops"
+            sid, took, _ = await create_session(
+                self.client, workspace_files(n, salt), f"workspace {n}"
+            )
+            creates[n] = took
+            fresh[n] = (sid, salt)
+            await self.three_ops("ops", sid, n, edit_index=n // 2, salt=salt)
+        if "ops" in args.parts and "storage" in self.info:
+            # For information: the same in the storage session (the largest workspace,
+            # 1,000 changed paths vs its base, 1,000+ checkpoints).
+            await self.three_ops("edited", big_sid, big, edit_index=big // 2, salt=big_salt)
 
         # ---- 2. by conversation length -----------------------------------------------------
         if do_msgs:
@@ -781,7 +818,8 @@ class Bench:
 
         # ---- 3. diff -------------------------------------------------------------------------
         if "diff" in args.parts and big:
-            await self.diff(big_sid, big, big_salt)
+            sid, salt = fresh.get(big, (big_sid, big_salt))
+            await self.diff(sid, big, salt)
 
         # ---- RSS ----------------------------------------------------------------------------
         if self.pid is not None:
@@ -852,6 +890,17 @@ def report(bench: Bench, total_s: float) -> list[str]:
             print(line)
             if "NOT FLAT" in line:
                 misses.append("flat: " + line.split()[0] + " by files")
+    edited = [r for r in bench.rows if r.part == "edited"]
+    if edited:
+        st = bench.info.get("storage", {})
+        print()
+        msgbench.print_rows(
+            f"1b. the same in the storage session of part 4: {edited[0].size:,} files, "
+            f"{st.get('distinct_files_edited', 0):,} changed paths vs its base, "
+            f"{st.get('checkpoints', 0):,}+ checkpoints",
+            OP_HEADER,
+            op_rows(edited),
+        )
     msgs = [r for r in bench.rows if r.part == "messages"]
     if msgs:
         print()
@@ -872,7 +921,17 @@ def report(bench: Bench, total_s: float) -> list[str]:
         msgbench.print_rows(
             f"3. GET /v1/sessions/{{id}}/diff?from=<checkpoint>, {args.diff_files} changed "
             f"files in a {diffs[0].size:,}-file workspace  target p99 < 50 ms",
-            ["call", "requests", "p50 ms", "p99 ms", "max ms", "errors", "target", "verdict", "note"],
+            [
+                "call",
+                "requests",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "errors",
+                "target",
+                "verdict",
+                "note",
+            ],
             [
                 [
                     r.op,
@@ -941,6 +1000,10 @@ def report(bench: Bench, total_s: float) -> list[str]:
         width = max(len(k) for k, _ in lines)
         for k, v in lines:
             print(f"   {k.ljust(width)}  {v}")
+        if st.get("breakdown"):
+            print(
+                "   largest: " + ", ".join(f"{name} {mb(size)}" for name, size in st["breakdown"])
+            )
         if not ok:
             misses.append(f"storage {ratio:.2f}x")
     cr = bench.info.get("create")
@@ -969,9 +1032,7 @@ def report(bench: Bench, total_s: float) -> list[str]:
             f"server RSS at the end: {bench.info['rss_mb']:.1f} MB "
             f"(peak {bench.info['peak_rss_mb']:.1f} MB)"
         )
-    misses += [
-        f"{r.part} {r.op} @{r.size:,}" for r in bench.rows if r.verdict == "MISS"
-    ]
+    misses += [f"{r.part} {r.op} @{r.size:,}" for r in bench.rows if r.verdict == "MISS"]
     if bench.profiles:
         print("py-spy profiles (raw collapsed stacks): " + ", ".join(bench.profiles))
     return misses
@@ -1006,9 +1067,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--diff-samples", type=int, default=200, help="uncached diff calls (one fresh pair each)"
     )
-    p.add_argument(
-        "--only", default=None, help="comma-separated subset of: " + ",".join(PARTS)
-    )
+    p.add_argument("--only", default=None, help="comma-separated subset of: " + ",".join(PARTS))
     p.add_argument(
         "--seed-mode",
         choices=("service", "http"),

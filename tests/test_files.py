@@ -305,3 +305,38 @@ def test_paths_through_a_symlink_are_refused(client: TestClient, api: Api, tenan
     api.get(f"/v1/sessions/{sid}/files", params={"path": "link"}, expect=422)
     assert ws(api, sid) == before
     assert api.get(f"/v1/sessions/{sid}/files/link").content == b"/etc"  # the link itself
+
+
+def test_figures_match_a_full_diff_after_random_edits(api: Api) -> None:
+    """The incremental figures equal what a full diff from the base counts."""
+    import random
+
+    rng = random.Random(11)
+    sid = api.post(
+        "/v1/sessions",
+        {"source": {"files": {f"d{i % 3}/f{i}.txt": "a\nb\nc\n" * (i + 1) for i in range(12)}}},
+        expect=201,
+    ).json()["session"]["id"]
+    paths = [f"d{i % 3}/f{i}.txt" for i in range(12)] + [f"new/n{i}.txt" for i in range(4)]
+    for step in range(40):
+        path = rng.choice(paths)
+        if rng.random() < 0.25:
+            api.delete(f"/v1/sessions/{sid}/files/{path}")  # 204, or 404 when absent
+        else:
+            lines = "".join(rng.choice(["a\n", "b\n", "c\n", f"x{step}\n"]) for _ in range(6))
+            put(api, sid, path, lines.encode(), expect=200)
+        if step % 8 == 7:
+            cp = api.post(f"/v1/sessions/{sid}/checkpoints", expect=201).json()
+            if rng.random() < 0.5:
+                api.post(
+                    f"/v1/sessions/{sid}/restore",
+                    {"checkpointId": cp["checkpoint"]["id"]},
+                    expect=200,
+                )
+        summary = api.get(f"/v1/sessions/{sid}/diff", expect=200).json()["summary"]
+        w = ws(api, sid)
+        assert (w["filesChanged"], w["linesAdded"], w["linesRemoved"]) == (
+            summary["files"],
+            summary["additions"],
+            summary["deletions"],
+        ), f"step {step}"

@@ -279,20 +279,10 @@ git_objects = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),  # BYTEA on PostgreSQL
 )
 
-# The paths whose content differs between a session's base and its working tree.
-workspace_changes = sa.Table(
-    "workspace_changes",
-    metadata,
-    sa.Column("session_id", sa.String(40), primary_key=True),
-    sa.Column("path", sa.Text, primary_key=True),
-    sa.Column("additions", sa.Integer, nullable=False),
-    sa.Column("deletions", sa.Integer, nullable=False),
-)
-
 # A checkpoint: the files (a tree), the conversation path, the context and the task list
 # of a session at one moment — a handful of ids and small JSON, never a copy of files or
-# messages. ``changes`` holds the per-path change figures of that tree against the
-# session's base, so a restore sets them back without diffing.
+# messages. ``figures`` holds the workspace figures of that tree against the session's
+# base (filesChanged, linesAdded, linesRemoved), so a restore sets them back in O(1).
 checkpoints = sa.Table(
     "checkpoints",
     metadata,
@@ -309,7 +299,7 @@ checkpoints = sa.Table(
     sa.Column("before_message_id", sa.String(40), nullable=True),
     sa.Column("context", sa.JSON, nullable=False),
     sa.Column("tasks", sa.JSON, nullable=False),
-    sa.Column("changes", sa.JSON, nullable=False),
+    sa.Column("figures", sa.JSON, nullable=False),
     sa.Column("auto", sa.Boolean, nullable=False),
     sa.Column("created_at", Ms, nullable=False),
     sa.Index(None, "session_id", "id"),

@@ -54,7 +54,6 @@ SESSION_OWNED = (
     t.annotations_table,
     t.approvals,
     t.cache_entries,
-    t.workspace_changes,
     t.checkpoints,
     t.commits,
 )

@@ -25,7 +25,6 @@ from sessiond.workspace.record import render, take
 from sessiond.workspace.stats import line_delta
 
 cp = t.checkpoints
-wc = t.workspace_changes
 SCOPES = ("all", "files", "conversation")
 LABEL_CHARS = 200
 DESCRIPTION_CHARS = 10_000
@@ -95,39 +94,29 @@ def list_page(
 
 
 def _set_files(tx: Tx, row: dict[str, Any], state: dict[str, Any]) -> bool:
-    """Point the working tree at the state's tree; the change figures come with it."""
+    """Point the working tree at the state's tree; its change figures come with it."""
     ws = dict(row["workspace"])
     if ws["head"] == state["tree"]:
         return False
-    tx.conn.execute(wc.delete().where(wc.c.session_id == row["id"]))
+    store = ObjectStore(tx, row["account_id"])
     if state["base"] == ws["base"]:
-        figures = state["changes"]
+        figures = state["figures"]
     else:  # the base moved since (rare): recompute from the trees
-        store = ObjectStore(tx, row["account_id"])
-        figures = {}
-        for path, a, b in trees.diff(store, ws["base"], state["tree"]):
+        figures = {"filesChanged": 0, "linesAdded": 0, "linesRemoved": 0}
+        for _path, a, b in trees.diff(store, ws["base"], state["tree"]):
             old = store.get(a[1]).as_raw_string() if a else b""
             new = store.get(b[1]).as_raw_string() if b else b""
-            figures[path] = list(line_delta(old, new))
-    if figures:
-        tx.conn.execute(
-            wc.insert(),
-            [
-                {"session_id": row["id"], "path": p, "additions": a, "deletions": d}
-                for p, (a, d) in figures.items()
-            ],
-        )
-    ws.update(
-        head=state["tree"],
-        filesChanged=len(figures),
-        linesAdded=sum(a for a, _ in figures.values()),
-        linesRemoved=sum(d for _, d in figures.values()),
-    )
+            added, removed = line_delta(old, new)
+            figures["filesChanged"] += 1
+            figures["linesAdded"] += added
+            figures["linesRemoved"] += removed
+    paths = [path for path, _a, _b in trees.diff(store, ws["head"], state["tree"])]
+    ws.update(head=state["tree"], **figures)
     sessions.write_fields(tx, row, {"workspace": ws})
     tx.emit(
         row["account_id"],
         "files.changed",
-        {"paths": sorted(figures), "workspace": ws, "reason": "restore"},
+        {"paths": paths, "workspace": ws, "reason": "restore"},
         session_id=row["id"],
         workspace_id=row["workspace_id"],
     )

@@ -14,7 +14,6 @@ from sessiond.ids import iso, new_id
 from sessiond.tasks import service as tasks
 
 cp = t.checkpoints
-wc = t.workspace_changes
 
 
 def render(row: Any) -> dict[str, Any]:
@@ -39,13 +38,6 @@ def _head_message(tx: Tx, path: P.Path) -> str | None:
             t.messages.c.branch_id == where[0], t.messages.c.bseq == where[1]
         )
     ).scalar_one_or_none()
-
-
-def _changes(tx: Tx, session_id: str) -> dict[str, list[int]]:
-    rows = tx.conn.execute(
-        sa.select(wc.c.path, wc.c.additions, wc.c.deletions).where(wc.c.session_id == session_id)
-    )
-    return {r.path: [r.additions, r.deletions] for r in rows}
 
 
 def take(
@@ -80,7 +72,7 @@ def take(
             }
             for x in tasks.list_for_session(tx, row["id"])
         ],
-        "changes": _changes(tx, row["id"]),
+        "figures": {k: ws[k] for k in ("filesChanged", "linesAdded", "linesRemoved")},
         "auto": auto,
         "created_at": tx.now,
     }

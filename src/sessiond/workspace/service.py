@@ -40,7 +40,6 @@ from sessiond.workspace.stats import line_delta
 
 MANIFEST_DEFAULT_LIMIT = 1000
 MANIFEST_MAX_LIMIT = 10_000
-wc = t.workspace_changes
 
 
 def file_not_found(path: str) -> NotFound:
@@ -271,42 +270,38 @@ def _content_at(store: ObjectStore, new_blobs: dict[str, Blob], entry: trees.Ent
     return (blob if blob is not None else store.get(entry[1])).as_raw_string()
 
 
-def _update_changes(
-    tx: Tx,
+FIGURES = ("filesChanged", "linesAdded", "linesRemoved")
+
+
+def _lookup_or_none(store: ObjectStore, root: str, path: str) -> trees.Entry | None:
+    try:
+        return trees.lookup(store, root, path)
+    except InvalidPath:  # a symlink on the way in that tree: nothing at this path there
+        return None
+
+
+def _new_figures(
     store: ObjectStore,
-    session_id: str,
-    base: str,
+    ws: dict[str, Any],
     changes: dict[str, trees.Entry | None],
     new_blobs: dict[str, Blob],
 ) -> dict[str, int]:
-    """Bring ``workspace_changes`` up to date for the touched paths; the new totals."""
-    touched = sorted(changes)
-    tx.conn.execute(wc.delete().where(wc.c.session_id == session_id, wc.c.path.in_(touched)))
-    rows = []
-    for path in touched:
-        try:
-            before = trees.lookup(store, base, path)
-        except InvalidPath:
-            before = None
-        after = changes[path]
-        if before == after:
-            continue
-        additions, deletions = line_delta(
-            _content_at(store, new_blobs, before), _content_at(store, new_blobs, after)
-        )
-        rows.append(
-            {"session_id": session_id, "path": path, "additions": additions, "deletions": deletions}
-        )
-    if rows:
-        tx.conn.execute(wc.insert(), rows)
-    total = tx.conn.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(wc.c.additions), 0),
-            sa.func.coalesce(sa.func.sum(wc.c.deletions), 0),
-        ).where(wc.c.session_id == session_id)
-    ).one()
-    return {"filesChanged": total[0], "linesAdded": total[1], "linesRemoved": total[2]}
+    """The workspace figures after ``changes``, from the touched paths alone: each path
+    counts as (changed?, additions, deletions) against the base, before and after."""
+    files, added, removed = ws["filesChanged"], ws["linesAdded"], ws["linesRemoved"]
+    for path, after in changes.items():
+        base = _lookup_or_none(store, ws["base"], path)
+        before = _lookup_or_none(store, ws["head"], path)
+        for entry, sign in ((before, -1), (after, 1)):
+            if entry == base:
+                continue
+            a, d = line_delta(
+                _content_at(store, new_blobs, base), _content_at(store, new_blobs, entry)
+            )
+            files += sign
+            added += sign * a
+            removed += sign * d
+    return {"filesChanged": files, "linesAdded": added, "linesRemoved": removed}
 
 
 def apply_operations(
@@ -358,9 +353,9 @@ def write_changes(
     ws = dict(row["workspace"])
     root = ws["head"]
     store.add(blobs)
-    new_root = trees.apply(store, root, changes)
     by_sha = {b.id.decode(): b for b in blobs}
-    figures = _update_changes(tx, store, row["id"], ws["base"], changes, by_sha)
+    figures = _new_figures(store, ws, changes, by_sha)
+    new_root = trees.apply(store, root, changes)
     ws.update(head=new_root, **figures)
     if new_root != root or ws != row["workspace"]:
         sessions.write_fields(tx, row, {"workspace": ws, "last_activity_at": tx.now})
