@@ -188,3 +188,14 @@ def test_long_history_is_read_in_bounded_slices(client: TestClient, api: Api) ->
     assert data.last_assistant == "the end"
     assert data.truncated and data.message_count == 122
     assert len(data.tools) == 49 + 19  # first page (minus the ask) + the last 20 minus "the end"
+
+
+def test_summary_lists_the_changed_files(api: Api) -> None:
+    sid = api.post(
+        "/v1/sessions", {"source": {"files": {"keep.txt": "k\n", "edit.py": "a\n"}}}, expect=201
+    ).json()["session"]["id"]
+    api.put(f"/v1/sessions/{sid}/files/edit.py", content=b"a\nb\n", expect=200)
+    api.put(f"/v1/sessions/{sid}/files/new/x.txt", content=b"x\n", expect=200)
+    s = api.post(f"/v1/sessions/{sid}/summarize", expect=200).json()["summary"]
+    assert (s["files"], s["additions"], s["deletions"]) == (["edit.py", "new/x.txt"], 2, 0)
+    assert "Files: 2 changed (+2 -0): edit.py, new/x.txt" in s["text"]

@@ -24,6 +24,8 @@ from sessiond.errors import NotFound
 from sessiond.sessions import service as sessions
 from sessiond.sessions.render import render_session
 from sessiond.summaries.summarizer import Summarizer, Summary, SummaryInput, ToolUse
+from sessiond.workspace import trees
+from sessiond.workspace.objects import ObjectStore
 
 log = logging.getLogger("sessiond.summaries")
 
@@ -68,6 +70,20 @@ def _tools(docs: list[dict[str, Any]]) -> list[ToolUse]:
     return out + extra
 
 
+MAX_FILES = 200
+
+
+def _changed_paths(tx: Tx, account_id: str, ws: dict[str, Any]) -> list[str]:
+    """The paths that differ between the session's base and working tree (at most 200)."""
+    store = ObjectStore(tx, account_id)
+    out = []
+    for path, _a, _b in trees.diff(store, ws["base"], ws["head"]):
+        out.append(path)
+        if len(out) >= MAX_FILES:
+            break
+    return out
+
+
 def gather(tx: Tx, account_id: str, session_id: str, *, scan: int) -> SummaryInput:
     """Everything a summarizer needs, read in one transaction and bounded by ``scan``."""
     row = sessions.get_row(tx, account_id, session_id)
@@ -101,7 +117,7 @@ def gather(tx: Tx, account_id: str, session_id: str, *, scan: int) -> SummaryInp
         tasks=tasks,
         last_assistant=last,
         message_count=n,
-        files=list(ws.get("files", [])) if isinstance(ws.get("files"), list) else [],
+        files=_changed_paths(tx, account_id, ws),
         additions=int(ws.get("linesAdded", 0)),
         deletions=int(ws.get("linesRemoved", 0)),
         truncated=tail_from > FIRST_PAGE + 1,
