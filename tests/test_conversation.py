@@ -152,7 +152,8 @@ def _fork(client: TestClient, tenant: Tenant, source_id: str, at_seq: int | None
 
     def fork(tx: Tx) -> str:
         source = sessions.get_row(tx, tenant.account_id, source_id)
-        path = messages.fork_path(tx, tenant.account_id, source, at_seq)
+        full = source["conversation"]
+        path = P.cut(full, P.count(full) if at_seq is None else at_seq)
         child = sessions.create(tx, limits, tenant.account_id, SessionCreate(title="fork"))
         messages.move_head(tx, child, path)
         return str(child["id"])
@@ -212,7 +213,7 @@ def test_move_head_and_back(client: TestClient, tenant: Tenant, api: Api, size: 
     def move(tx: Tx, to: int | P.Path) -> P.Path:
         row = sessions.load_for_write(tx, tenant.account_id, sid)
         saved: P.Path = row["conversation"]
-        target = messages.cut_at(row, to) if isinstance(to, int) else to
+        target = P.cut(saved, to) if isinstance(to, int) else to
         messages.move_head(tx, row, target)
         return saved
 

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -77,7 +78,7 @@ def test_gc_waits_for_writers_on_postgresql(client: TestClient, api: Api, backen
     """A transaction that uses the object store holds a shared lock; collection takes it
     exclusively, so it waits until that transaction is over."""
     if backend != "postgresql":
-        return  # SQLite: one writer thread runs writes and collection one at a time
+        pytest.skip("SQLite: one writer thread runs writes and collection one at a time")
     db = client.app.state.ctx.db  # type: ignore[attr-defined]
     started = threading.Event()
     release = threading.Event()

@@ -297,15 +297,11 @@ def append(
     if body.status == "streaming" and body.role != "assistant":
         raise invalid("status", "only an assistant message may start as streaming")
     message_id = new_id("msg")
-    if body.role == "user":
-        # The state just before every user message is recorded, so a revert to it (or a
-        # fork from it) finds the files, context and tasks as they were.
+    if body.role == "user":  # the full row: its state is checkpointed below
         row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
-        sessions.require_active(row)
-        record.take(tx, row, auto=True, before_message_id=message_id)
     else:
         row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-        sessions.require_active(row)
+    sessions.require_active(row)
     path = row["conversation"]
     branch = path["head"]
     if branch is None:
@@ -325,9 +321,11 @@ def append(
     own = own_fields(fields)
     doc = _dumps(own)
     _check_size(limits, doc)
-    parent_id = None
-    if seq > 1:
-        parent_id = _parent_id(tx, account_id, new_path, seq)
+    parent_id = _parent_id(tx, account_id, new_path, seq) if seq > 1 else None
+    if body.role == "user":
+        # The state just before every user message is recorded, so a revert to it (or a
+        # fork from it) finds the files, context and tasks as they were.
+        record.take(tx, row, auto=True, before_message_id=message_id, head_message_id=parent_id)
     tx.conn.execute(
         _INSERT,
         {
@@ -460,21 +458,11 @@ def delete(
     _emit(tx, row, "message.deleted", {"id": message_id, "seq": seq})
 
 
-# -- fork and head moves (their routes come with the workspace: restore, revert, fork) ------
+# -- head moves (restore, revert, fork: workspace/checkpoints.py, workspace/fork.py) -------
 
 
 def seq_of(tx: Tx, account_id: str, path: P.Path, message_id: str) -> int:
     return _locate_row(tx, account_id, path, message_id)[1]
-
-
-def fork_path(tx: Tx, account_id: str, source: dict[str, Any], at_seq: int | None) -> P.Path:
-    """The conversation of a fork of ``source`` that ends at ``at_seq`` (None: its end).
-
-    O(segments): the fork shows the same message rows; its appends open a new branch.
-    The caller stores the path on the new session and calls ``adopt``.
-    """
-    path = source["conversation"]
-    return P.cut(path, P.count(path) if at_seq is None else at_seq)
 
 
 def adopt(tx: Tx, session_id: str, path: P.Path) -> None:
@@ -489,7 +477,3 @@ def move_head(tx: Tx, row: dict[str, Any], path: P.Path) -> None:
     new = {"head": None, "next": 1, "segments": path["segments"]}
     adopt(tx, row["id"], new)
     _set_path(tx, row, new)
-
-
-def cut_at(row: dict[str, Any], seq: int) -> P.Path:
-    return P.cut(row["conversation"], seq)

@@ -127,6 +127,21 @@ def require_exists(tx: Tx, account_id: str, session_id: str) -> None:
         raise not_found(session_id)
 
 
+_WORKSPACE = sa.select(t.sessions.c.workspace).where(
+    t.sessions.c.id == sa.bindparam("session_id"),
+    t.sessions.c.account_id == sa.bindparam("account_id"),
+)
+
+
+def get_workspace(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
+    """The session's ``workspace`` object alone (404 like ``get_row``)."""
+    found = tx.conn.execute(_WORKSPACE, {"session_id": session_id, "account_id": account_id})
+    row = found.first()
+    if row is None:
+        raise not_found(session_id)
+    return row[0]  # type: ignore[no-any-return]
+
+
 def get_context(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
     return get_row(tx, account_id, session_id)["context"]  # type: ignore[no-any-return]
 

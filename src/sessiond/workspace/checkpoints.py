@@ -69,8 +69,8 @@ def get(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> dict[st
 
 
 def tree_at(tx: Tx, account_id: str, session_id: str, at: str) -> str:
-    """The tree a checkpoint id names (``?at=``)."""
-    sessions.require_exists(tx, account_id, session_id)
+    """The tree a checkpoint of this session names (``?at=``, sources). Scoped by account
+    and session: another session's checkpoint is not found."""
     return str(_row(tx, account_id, session_id, at)["tree"])
 
 

@@ -41,10 +41,18 @@ class _Store:
 
 
 def resolve(
-    tx: Tx, account_id: str, session_id: str, ref: str | None, default: str, field: str
+    tx: Tx,
+    account_id: str,
+    session_id: str,
+    ref: str | None,
+    default: str,
+    field: str,
+    ws: dict[str, Any] | None = None,
 ) -> str:
-    """A tree sha from ``base`` / ``head`` (the working tree) / a checkpoint id."""
-    ws = sessions.get_row(tx, account_id, session_id)["workspace"]
+    """A tree sha from ``base`` / ``head`` (the working tree) / a checkpoint or commit id.
+    ``ws``: the session's workspace object, when the caller has read it already."""
+    if ws is None:
+        ws = sessions.get_workspace(tx, account_id, session_id)
     ref = ref or default
     if ref == "base":
         return str(ws["base"])
@@ -194,6 +202,7 @@ def compute(tx: Tx, account_id: str, a: str, b: str) -> dict[str, Any]:
 def diff(
     tx: Tx, account_id: str, session_id: str, from_: str | None, to: str | None
 ) -> dict[str, Any]:
-    a = resolve(tx, account_id, session_id, from_, "base", "from")
-    b = resolve(tx, account_id, session_id, to, "head", "to")
+    ws = sessions.get_workspace(tx, account_id, session_id)
+    a = resolve(tx, account_id, session_id, from_, "base", "from", ws)
+    b = resolve(tx, account_id, session_id, to, "head", "to", ws)
     return compute(tx, account_id, a, b)

@@ -77,7 +77,7 @@ def fork(
             "commit_head": parent["commit_head"],
         },
     )
-    messages.move_head(tx, child, P.cut(conversation, P.count(conversation)))
+    messages.move_head(tx, child, conversation)
     tasks.replace_from_state(tx, child, state["tasks"], keep_ids=False)
     tx.emit(
         account_id,

@@ -75,7 +75,10 @@ def load(tx: Tx, account_id: str, head: str, unsaved: Commit | None) -> MemoryRe
     """A repository holding everything reachable from ``head``, with ``main`` at it."""
     store = ObjectStore(tx, account_id)
     repo = MemoryRepo()
-    roots = [head] if unsaved is None else [*unsaved_parents(unsaved), unsaved.tree.decode()]
+    if unsaved is None:
+        roots = [head]
+    else:
+        roots = [*(p.decode() for p in unsaved.parents), unsaved.tree.decode()]
     for root in roots:
         for obj in _reachable(store, root).values():
             repo.object_store.add_object(obj)
@@ -84,10 +87,6 @@ def load(tx: Tx, account_id: str, head: str, unsaved: Commit | None) -> MemoryRe
     repo.refs.set_symbolic_ref(HEAD, MAIN)
     repo.refs[MAIN] = ObjectID(head.encode())
     return repo
-
-
-def unsaved_parents(commit: Commit) -> list[str]:
-    return [p.decode() for p in commit.parents]
 
 
 def apply_push(

@@ -48,8 +48,10 @@ def take(
     description: str | None = None,
     auto: bool = False,
     before_message_id: str | None = None,
+    head_message_id: str | None = None,
 ) -> dict[str, Any]:
-    """Record the session's state now (``row``: the full, locked session row)."""
+    """Record the session's state now (``row``: the full, locked session row).
+    ``head_message_id``: the conversation's last message, when the caller knows it."""
     ws = row["workspace"]
     values = {
         "id": new_id("cp"),
@@ -60,7 +62,7 @@ def take(
         "tree": ws["head"],
         "base": ws["base"],
         "conversation": row["conversation"],
-        "message_id": _head_message(tx, row["conversation"]),
+        "message_id": head_message_id or _head_message(tx, row["conversation"]),
         "before_message_id": before_message_id,
         "context": row["context"],
         "tasks": [

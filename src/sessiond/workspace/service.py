@@ -50,8 +50,7 @@ def file_not_found(path: str) -> NotFound:
 
 
 def _head(tx: Tx, account_id: str, session_id: str) -> str:
-    ws = sessions.get_row(tx, account_id, session_id)["workspace"]
-    return str(ws["head"])
+    return str(sessions.get_workspace(tx, account_id, session_id)["head"])
 
 
 def _sizes(tx: Tx, account_id: str, shas: list[str]) -> dict[str, int]:
