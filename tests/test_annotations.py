@@ -15,7 +15,6 @@ from tests.support.api import Api, Tenant
 
 FIELDS = {"id", "sessionId", "target", "body", "status", "createdAt", "updatedAt"}
 FILE = {"path": "src/app.py", "startLine": 3, "endLine": 7}
-CHECKPOINT = "cp_01JD5Z8K3M4N5P6Q7R8S9T0V1W"
 
 
 def url(sid: str, annotation_id: str | None = None) -> str:
@@ -67,17 +66,19 @@ def test_file_and_message_targets(api: Api) -> None:
     assert ann["sessionId"] == sid and ann["body"] == "look here" and ann["status"] == "open"
     assert ann["target"] == {**FILE, "checkpointId": None}
     assert ann["createdAt"].endswith("Z") and ann["updatedAt"] == ann["createdAt"]
+    checkpoint = api.post(f"/v1/sessions/{sid}/checkpoints", {}, expect=201).json()
+    cp_id = checkpoint["checkpoint"]["id"]
     pinned = add(
         api,
         sid,
-        {"path": "a.md", "start_line": 1, "end_line": 1, "checkpoint_id": CHECKPOINT},
+        {"path": "a.md", "start_line": 1, "end_line": 1, "checkpoint_id": cp_id},
         status="resolved",
     )
     assert pinned["target"] == {
         "path": "a.md",
         "startLine": 1,
         "endLine": 1,
-        "checkpointId": CHECKPOINT,
+        "checkpointId": cp_id,
     }
     assert pinned["status"] == "resolved"
     mid = message(api, sid)

@@ -19,6 +19,7 @@ from sessiond.conversation.models import MessageCreate
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.ids import new_id
+from sessiond.sessions import kernel
 from sessiond.sessions import service as sessions
 from sessiond.sessions.models import SessionCreate
 from tests.support.api import Api, Tenant
@@ -114,7 +115,7 @@ def _seed(client: TestClient, tenant: Tenant, n: int) -> str:
             messages.append(tx, limits, tenant.account_id, row["id"], body)
         if n <= 10:
             return str(row["id"])
-        row = sessions.load_for_write(tx, tenant.account_id, row["id"])
+        row = kernel.load_for_write(tx, tenant.account_id, row["id"])
         path = row["conversation"]
         branch = path["head"]
         template = tx.conn.execute(
@@ -139,9 +140,8 @@ def _seed(client: TestClient, tenant: Tenant, n: int) -> str:
                 for i in range(11, n + 1)
             ],
         )
-        sessions.touch(
-            tx, row, conversation={"head": branch, "next": n + 1, "segments": [[branch, 1, n, 0]]}
-        )
+        path = {"head": branch, "next": n + 1, "segments": [[branch, 1, n, 0]]}
+        kernel.touch(tx, row, conversation=path, message_count=n)
         return str(row["id"])
 
     return db.write_sync(make)  # type: ignore[no-any-return]
@@ -151,7 +151,7 @@ def _fork(client: TestClient, tenant: Tenant, source_id: str, at_seq: int | None
     limits = client.app.state.ctx.settings.limits  # type: ignore[attr-defined]
 
     def fork(tx: Tx) -> str:
-        source = sessions.get_row(tx, tenant.account_id, source_id)
+        source = kernel.get_row(tx, tenant.account_id, source_id)
         full = source["conversation"]
         path = P.cut(full, P.count(full) if at_seq is None else at_seq)
         child = sessions.create(tx, limits, tenant.account_id, SessionCreate(title="fork"))
@@ -211,7 +211,7 @@ def test_move_head_and_back(client: TestClient, tenant: Tenant, api: Api, size: 
     before = db.read_sync(_count_rows)
 
     def move(tx: Tx, to: int | P.Path) -> P.Path:
-        row = sessions.load_for_write(tx, tenant.account_id, sid)
+        row = kernel.load_for_write(tx, tenant.account_id, sid)
         saved: P.Path = row["conversation"]
         target = P.cut(saved, to) if isinstance(to, int) else to
         messages.move_head(tx, row, target)

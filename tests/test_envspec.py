@@ -34,7 +34,11 @@ def test_python_project() -> None:
     assert spec["language"] == "python" and spec["languages"] == ["python"]
     assert spec["versions"] == {"python": "3.11"}
     assert spec["packageManager"] == "uv"
-    assert spec["packages"] == ["fastapi", "sqlalchemy", "pytest"]
+    assert spec["packages"] == [
+        {"name": "fastapi", "version": ">=0.115", "ecosystem": "pypi"},
+        {"name": "sqlalchemy", "version": ">=2", "ecosystem": "pypi", "extras": ["asyncio"]},
+        {"name": "pytest", "version": ">=8", "ecosystem": "pypi"},
+    ]
     assert spec["setupCommands"] == ["uv sync", "make setup"]
     assert spec["testCommands"] == ["pytest", "make test"]
     assert evidence["versions.python"] == ["pyproject.toml"]  # the first stands
@@ -45,7 +49,10 @@ def test_python_project() -> None:
 def test_requirements_only() -> None:
     spec, evidence = infer({"requirements.txt": "flask==3.0  # web\n-e .\npytest\n"})
     assert spec["language"] == "python" and spec["packageManager"] == "pip"
-    assert spec["packages"] == ["flask", "pytest"]
+    assert spec["packages"] == [
+        {"name": "flask", "version": "==3.0", "ecosystem": "pypi"},
+        {"name": "pytest", "version": None, "ecosystem": "pypi"},
+    ]
     assert spec["setupCommands"] == ["pip install -r requirements.txt"]
     assert spec["testCommands"] == ["pytest"]
     assert evidence["packages"] == ["requirements.txt"]
@@ -59,7 +66,10 @@ def test_node_typescript_with_pnpm() -> None:
     spec, evidence = infer({"package.json": pkg, "pnpm-lock.yaml": "", ".nvmrc": "v20.11.0"})
     assert spec["language"] == "typescript" and spec["packageManager"] == "pnpm"
     assert spec["versions"] == {"node": "20"}
-    assert spec["packages"] == ["react", "typescript"]
+    assert spec["packages"] == [
+        {"name": "react", "version": "18", "ecosystem": "npm"},
+        {"name": "typescript", "version": "5", "ecosystem": "npm"},
+    ]
     assert spec["setupCommands"] == ["pnpm install"] and spec["testCommands"] == ["pnpm test"]
     assert evidence["packageManager"] == ["pnpm-lock.yaml"]
 
@@ -70,7 +80,7 @@ def test_go_rust_ruby_docker_devcontainer_tool_versions() -> None:
     assert (spec["language"], spec["versions"], spec["packages"]) == (
         "go",
         {"go": "1.22"},
-        ["github.com/gin-gonic/gin"],
+        [{"name": "github.com/gin-gonic/gin", "version": "v1.9.1", "ecosystem": "go"}],
     )
     assert spec["testCommands"] == ["go test ./..."]
     cargo = '[package]\nname = "x"\nrust-version = "1.75"\n[dependencies]\nserde = "1"\n'
@@ -78,7 +88,7 @@ def test_go_rust_ruby_docker_devcontainer_tool_versions() -> None:
     assert (spec["language"], spec["versions"], spec["packages"]) == (
         "rust",
         {"rust": "1.75"},
-        ["serde"],
+        [{"name": "serde", "version": "1", "ecosystem": "cargo"}],
     )
     gemfile = "source 'https://rubygems.org'\nruby '3.3.0'\ngem 'rails'\ngem 'rspec'\n"
     spec, _ = infer({"Gemfile": gemfile})
@@ -95,6 +105,85 @@ def test_go_rust_ruby_docker_devcontainer_tool_versions() -> None:
     assert evidence["baseImage"] == ["Dockerfile"]
     assert spec["versions"] == {"node": "20.1.0", "python": "3.11.4"}
     assert spec["setupCommands"] == ["make"] and spec["language"] is None
+
+
+def test_versioned_requirements_keep_name_and_range() -> None:
+    """Every declaration keeps its version range (a package with one used to vanish)."""
+    pyproject = '[project]\ndependencies = ["httpx>=0.27", "click"]\n'
+    spec, _ = infer({"pyproject.toml": pyproject})
+    assert spec["packages"] == [
+        {"name": "httpx", "version": ">=0.27", "ecosystem": "pypi"},
+        {"name": "click", "version": None, "ecosystem": "pypi"},
+    ]
+    requirements = (
+        "Django>=4.2,<5  # web\n"
+        "requests[socks] == 2.31 ; python_version < '3.12'\n"
+        "numpy==1.26 \\\n    --hash=sha256:abc\n"
+        "-r other.txt\n--index-url https://x\n"
+        "git+https://github.com/a/b.git\n./local\nnot a requirement!\n"
+        "Zope.Interface\n"
+    )
+    spec, _ = infer({"requirements.txt": requirements})
+    assert spec["packages"] == [
+        {"name": "django", "version": "<5,>=4.2", "ecosystem": "pypi"},
+        {
+            "name": "requests",
+            "version": "==2.31",
+            "ecosystem": "pypi",
+            "extras": ["socks"],
+            "markers": 'python_version < "3.12"',
+        },
+        {"name": "numpy", "version": "==1.26", "ecosystem": "pypi"},
+        {"name": "zope-interface", "version": None, "ecosystem": "pypi"},
+    ]
+    pipfile = (
+        '[packages]\nrequests = "*"\nflask = ">=3"\n[dev-packages]\npytest = {version = "~=8.0"}\n'
+        '[requires]\npython_version = "3.12"\n'
+    )
+    spec, _ = infer({"Pipfile": pipfile})
+    assert spec["versions"] == {"python": "3.12"}
+    assert spec["packages"] == [
+        {"name": "requests", "version": None, "ecosystem": "pypi"},
+        {"name": "flask", "version": ">=3", "ecosystem": "pypi"},
+        {"name": "pytest", "version": "~=8.0", "ecosystem": "pypi"},
+    ]
+    setup_cfg = "[options]\npython_requires = >=3.10\ninstall_requires =\n    attrs>=23\n    six\n"
+    spec, _ = infer({"setup.cfg": setup_cfg})
+    assert [(p["name"], p["version"]) for p in spec["packages"]] == [
+        ("attrs", ">=23"),
+        ("six", None),
+    ]
+    poetry = (
+        '[tool.poetry.dependencies]\npython = "^3.11"\nhttpx = "^0.27"\n'
+        'rich = {version = ">=13", optional = true}\n'
+        '[tool.poetry.group.dev.dependencies]\npytest = "^8"\n'
+    )
+    spec, _ = infer({"pyproject.toml": poetry})
+    assert [(p["name"], p["version"]) for p in spec["packages"]] == [
+        ("httpx", "^0.27"),
+        ("rich", ">=13"),
+        ("pytest", "^8"),
+    ]
+    cargo = (
+        '[dependencies]\nserde = { version = "1.0", features = ["derive"] }\n'
+        'local = { path = "x" }\n'
+    )
+    spec, _ = infer({"Cargo.toml": cargo})
+    assert spec["packages"] == [
+        {"name": "serde", "version": "1.0", "ecosystem": "cargo"},
+        {"name": "local", "version": None, "ecosystem": "cargo"},
+    ]
+    gemfile = "gem 'rails', '~> 7.1', '>= 7.1.2'\ngem \"pg\"\n"
+    spec, _ = infer({"Gemfile": gemfile})
+    assert spec["packages"] == [
+        {"name": "rails", "version": "~> 7.1, >= 7.1.2", "ecosystem": "gem"},
+        {"name": "pg", "version": None, "ecosystem": "gem"},
+    ]
+    go = "module x\n\nrequire golang.org/x/text v0.14.0\n"
+    spec, _ = infer({"go.mod": go})
+    assert spec["packages"] == [
+        {"name": "golang.org/x/text", "version": "v0.14.0", "ecosystem": "go"}
+    ]
 
 
 def test_polyglot_and_broken_files() -> None:

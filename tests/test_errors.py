@@ -328,6 +328,24 @@ def test_wrong_method_is_405_with_allow(
     assert r.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/v1/sessions/{sid}:merge", "POST"),
+        ("/v1/sessions/{sid}:mergeFrom", "POST"),
+        ("/v1/sessions/{sid}", "DELETE, GET, PATCH"),
+    ],
+)
+@pytest.mark.parametrize("method", ["OPTIONS", "PUT"])
+def test_allow_lists_the_methods_of_the_matched_path(
+    api: Api, sid: str, method: str, path: str, allow: str
+) -> None:
+    # (``/v1/sessions/{session_id}``'s pattern matches ``.../x:merge`` too, and its
+    # methods are not ``:merge``'s)
+    r = api.request(method, path.format(sid=sid), expect=405, code="method_not_allowed")
+    assert r.headers["allow"] == allow
+
+
 # -- headers on every response --------------------------------------------------------------
 
 

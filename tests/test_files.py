@@ -265,7 +265,7 @@ def test_paths_through_a_symlink_are_refused(client: TestClient, api: Api, tenan
     """A symlink can arrive with a git push; nothing may be read or written through it."""
     from dulwich.objects import Blob
 
-    from sessiond.sessions import service as sessions
+    from sessiond.sessions import kernel
     from sessiond.workspace import trees
     from sessiond.workspace.objects import ObjectStore
 
@@ -273,14 +273,14 @@ def test_paths_through_a_symlink_are_refused(client: TestClient, api: Api, tenan
     put(api, sid, "real/file.txt", b"inside\n", expect=200)
 
     def add_symlink(tx: Any) -> None:
-        row = sessions.load_for_write(tx, tenant.account_id, sid)
+        row = kernel.load_for_write(tx, tenant.account_id, sid)
         store = ObjectStore(tx, tenant.account_id)
         target = Blob.from_string(b"/etc")
         store.add([target])
         head = trees.apply(
             store, row["workspace"]["head"], {"link": (trees.SYMLINK, target.id.decode())}
         )
-        sessions.write_fields(tx, row, {"workspace": {**row["workspace"], "head": head}})
+        kernel.write_fields(tx, row, {"workspace": {**row["workspace"], "head": head}})
 
     client.app.state.ctx.db.write_sync(add_symlink)  # type: ignore[attr-defined]
     entries = manifest(api, sid)

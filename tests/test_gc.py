@@ -31,7 +31,35 @@ def shas(client: TestClient) -> set[str]:
 
 
 def collect(client: TestClient) -> gc.Result:
-    return client.app.state.ctx.db.write_sync(gc.collect)  # type: ignore[attr-defined,no-any-return]
+    return gc.collect_all(client.app.state.ctx.db)  # type: ignore[attr-defined]
+
+
+def test_each_account_is_collected_in_its_own_transaction(
+    client: TestClient, api: Api, other: Any
+) -> None:
+    """The exclusive lock (and SQLite's one writer) is held one account at a time."""
+    mine = api.session()["id"]
+    put(api, mine, "a.txt", b"1")
+    put(api, mine, "a.txt", b"2")  # the first blob is now garbage
+    theirs = Api(client, other.write).session()["id"]
+    put(Api(client, other.write), theirs, "b.txt", b"1")
+    put(Api(client, other.write), theirs, "b.txt", b"2")
+    db = client.app.state.ctx.db  # type: ignore[attr-defined]
+    sweeping: list[Any] = []  # the transactions that deleted objects
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM GIT_OBJECTS"):
+            transaction = conn.get_transaction()
+            if all(transaction is not other for other in sweeping):
+                sweeping.append(transaction)
+
+    sa.event.listen(db.write_engine, "after_cursor_execute", seen)
+    try:
+        result = collect(client)
+    finally:
+        sa.event.remove(db.write_engine, "after_cursor_execute", seen)
+    assert result.accounts == 2 and result.deleted >= 2
+    assert len(sweeping) == 2, sweeping
 
 
 def test_collects_only_the_unreachable(client: TestClient, api: Api) -> None:
@@ -79,6 +107,7 @@ def test_gc_waits_for_writers_on_postgresql(client: TestClient, api: Api, backen
     exclusively, so it waits until that transaction is over."""
     if backend != "postgresql":
         pytest.skip("SQLite: one writer thread runs writes and collection one at a time")
+    put(api, api.session()["id"], "a.txt", b"something to collect")
     db = client.app.state.ctx.db  # type: ignore[attr-defined]
     started = threading.Event()
     release = threading.Event()

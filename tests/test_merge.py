@@ -89,7 +89,8 @@ def test_fail_strategy_writes_nothing(api: Api) -> None:
 def test_conflict_strategies(api: Api, strategy: str) -> None:
     parent, child = _conflict(api)
     r = merge(api, child, strategy, expect=200).json()["merge"]
-    assert r["status"] == "conflicts"
+    # ours/theirs resolve every conflict: merged; only markers leave conflicts to resolve.
+    assert r["status"] == ("conflicts" if strategy == "markers" else "merged")
     assert {c["path"] for c in r["conflicts"]} == {"a.txt", "b.txt"}
     assert read(api, parent, "gone.txt") == b"x\n"  # the clean part merges in every case
     a = read(api, parent, "a.txt")
@@ -128,3 +129,32 @@ def test_merge_from_and_errors(client: Any, api: Api, tenant: Any, other: Any) -
     api.post(f"/v1/sessions/{parent}/close", expect=200)
     put(api, child, "late.txt", b"l\n")
     api.post(f"/v1/sessions/{child}:merge", {}, expect=409, code="session_not_active")
+
+
+def _written(api: Api, sid: str) -> tuple[Any, ...]:
+    session = api.get(f"/v1/sessions/{sid}").json()["session"]
+    commits = api.get(f"/v1/sessions/{sid}/commits").json()["commits"]
+    events = api.get(f"/v1/sessions/{sid}/events", params={"limit": 200}).json()["events"]
+    return session["workspace"], session["lifecycleVersion"], commits, len(events)
+
+
+def test_a_fork_that_changed_nothing_is_up_to_date_both_ways(api: Api) -> None:
+    parent = api.session()["id"]
+    put(api, parent, "a.txt", b"a\n")
+    child = api.post(f"/v1/sessions/{parent}/fork", expect=201).json()["session"]["id"]
+    up_to_date = {"status": "up_to_date", "commit": None, "conflicts": [], "files": []}
+    before = _written(api, parent), _written(api, child)
+    assert merge(api, child, "fail", expect=200).json()["merge"] == up_to_date
+    for target, source in ((parent, child), (child, parent)):
+        r = api.post(
+            f"/v1/sessions/{target}:mergeFrom",
+            {"sourceSessionId": source, "strategy": "fail"},
+            expect=200,
+        )
+        assert r.json()["merge"] == up_to_date
+    assert (_written(api, parent), _written(api, child)) == before
+    # Once the fork changes something, it merges.
+    put(api, child, "b.txt", b"b\n")
+    r = merge(api, child, "fail", expect=200).json()["merge"]
+    assert r["status"] == "merged" and r["files"] == ["b.txt"]
+    assert merge(api, child, "fail", expect=200).json()["merge"] == up_to_date

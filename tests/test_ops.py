@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
+import pytest
 from fastapi.testclient import TestClient
 
 from sessiond.app import create_app
@@ -78,3 +80,20 @@ def test_access_log_and_500_body_carry_request_id(settings: Settings) -> None:
     assert boom_line["status"] == 500 and boom_line["requestId"] == "trace-123"
     assert {"time", "method", "route", "durationMs", "accountId", "keyId"} <= set(boom_line)
     assert lines[1]["requestId"] == ok.headers["x-request-id"]
+
+
+def test_readyz_failure_names_no_cause(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unauthenticated callers get the error shape and a request id; the cause (here: the
+    database executor is down) goes to the log under that id."""
+    client.app.state.ctx.db.close()  # type: ignore[attr-defined]
+    with caplog.at_level(logging.ERROR, logger="sessiond.http"):
+        r = client.get("/readyz", headers={"X-Request-Id": "ready-1"})
+    assert r.status_code == 503
+    body = r.json()
+    assert body["status"] == "error" and body["code"] == "not_ready"
+    assert body["details"] == {"requestId": "ready-1"} and "ready-1" in body["error"]
+    cause = caplog.records[-1]
+    assert "ready-1" in cause.getMessage() and cause.exc_info is not None
+    assert str(cause.exc_info[1]) not in body["error"]

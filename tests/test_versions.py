@@ -267,3 +267,29 @@ def test_session_sources(client: TestClient, api: Api, other: Any) -> None:
     api.post("/v1/sessions", {"source": {"sessionId": "ses_nope"}}, expect=404)
     Api(client, other.write).post("/v1/sessions", {"source": {"sessionId": sid}}, expect=404)
     api.post("/v1/sessions", {"source": {"sessionId": sid, "checkpointId": "cp_x"}}, expect=404)
+
+
+def test_fork_reverts_to_a_message_it_inherited(api: Api) -> None:
+    """The checkpoint before "one" was recorded by the parent; the fork shares that history."""
+    parent = api.session()["id"]
+    put(api, parent, "a.txt", b"a\n")
+    one = say(api, parent, "one")
+    put(api, parent, "b.txt", b"b\n")
+    say(api, parent, "two")
+    fork = api.post(f"/v1/sessions/{parent}/fork", {}, expect=201).json()["session"]["id"]
+    assert files(api, fork) == {"a.txt": b"a\n", "b.txt": b"b\n"}
+    api.post(f"/v1/sessions/{fork}/revert", {"messageId": one["id"]}, expect=200)
+    assert texts(api, fork) == []
+    assert files(api, fork) == {"a.txt": b"a\n"}
+    api.post(f"/v1/sessions/{fork}/unrevert", {}, expect=200)
+    assert texts(api, fork) == ["one", "two"]
+    assert files(api, fork) == {"a.txt": b"a\n", "b.txt": b"b\n"}
+    # The parent is untouched, and reverting to an assistant message the fork inherited
+    # takes the state before the closest user message before it.
+    reply = say(api, parent, "ok", role="assistant")
+    fork2 = api.post(f"/v1/sessions/{parent}/fork", {}, expect=201).json()["session"]["id"]
+    api.post(f"/v1/sessions/{fork2}/revert", {"messageId": reply["id"]}, expect=200)
+    assert texts(api, fork2) == ["one", "two"]
+    assert files(api, fork2) == {"a.txt": b"a\n", "b.txt": b"b\n"}
+    assert texts(api, parent) == ["one", "two", "ok"]
+    assert files(api, parent) == {"a.txt": b"a\n", "b.txt": b"b\n"}

@@ -26,6 +26,7 @@ from sessiond.http.accesslog import AccessLog
 from sessiond.http.metrics import Metrics
 from sessiond.http.middleware import EdgeMiddleware
 from sessiond.http.ops import router as ops_router
+from sessiond.http.routing import RawBodyRoutes
 from sessiond.notes.routes import router as notes_router
 from sessiond.sessions.routes import router as sessions_router
 from sessiond.settings import Settings
@@ -164,6 +165,7 @@ def create_app(
         metrics=metrics,
         body_limit=settings.limits.body_bytes,
         raw_body_limit=settings.limits.file_bytes,
+        is_raw=RawBodyRoutes(app.routes).matches,
         access_log=access_log,
     )
     return app

@@ -34,7 +34,7 @@ async def sweeper(
             if ticks % 60 == 1:
                 await db.write(idempotency.purge_expired, idempotency_ttl)
             if gc_every and ticks % gc_every == 0:
-                result = await db.write(gc.collect)
+                result = await asyncio.to_thread(gc.collect_all, db)
                 if result.deleted:
                     log.info("gc: %d unreachable object(s) deleted", result.deleted)
         except asyncio.CancelledError:

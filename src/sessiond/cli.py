@@ -153,10 +153,15 @@ def _run(settings: Settings, fn: Any, *args: Any) -> Any:
 def gc(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Delete git objects no working tree, checkpoint or commit refers to (safe while the
     server runs; it also does this periodically)."""
+    from sessiond.app import open_database
     from sessiond.workspace import gc as collector
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
-    result = _run(settings, collector.collect)
+    db = open_database(settings)
+    try:
+        result = collector.collect_all(db)
+    finally:
+        db.close()
     print(
         f"gc: {result.accounts} account(s), {result.marked} object(s) kept, "
         f"{result.deleted} deleted"

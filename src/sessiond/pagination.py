@@ -5,12 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from sessiond.errors import invalid
+from sessiond.models import Declared
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+
+# The ``limit`` query parameter of a keyset list, checked by ``check_limit``.
+Limit = Annotated[int | None, Declared(minimum=1, maximum=MAX_LIMIT)]
 
 
 def encode_cursor(payload: dict[str, Any]) -> str:

@@ -6,26 +6,56 @@ problem names its exact field (``target.startLine``, ``target.path``, ...).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictStr
 
-from sessiond.models import ApiModel
+from sessiond.annotations.targets import CHECKPOINT_ID, MAX_LINE
+from sessiond.models import ApiModel, Declared, NotNull
+from sessiond.workspace.models import PATH_SCHEMA
 
 STATUSES = ("open", "resolved", "dismissed")
 TARGET_DOC = "{path, startLine, endLine, checkpointId?} (a file line range) or {messageId}"
 BODY_BYTES = 1024 * 1024
 
 AnnotationStatus = Literal["open", "resolved", "dismissed"]
+_LINE = {"type": "integer", "minimum": 1, "maximum": MAX_LINE}
+# The two forms ``annotations.targets.parse`` takes (endLine >= startLine, too).
+TARGETS = [
+    {
+        "type": "object",
+        "properties": {
+            "path": PATH_SCHEMA,
+            "startLine": _LINE,
+            "endLine": _LINE,
+            "checkpointId": {
+                "anyOf": [
+                    {"type": "string", "pattern": f"^{CHECKPOINT_ID.pattern}$"},
+                    {"type": "null"},
+                ]
+            },
+        },
+        "required": ["path", "startLine", "endLine"],
+        "additionalProperties": False,
+    },
+    {
+        "type": "object",
+        "properties": {"messageId": {"type": "string", "minLength": 1}},
+        "required": ["messageId"],
+        "additionalProperties": False,
+    },
+]
+Target = Annotated[Any, Field(description=TARGET_DOC), Declared(oneOf=TARGETS)]
+Body = Annotated[StrictStr, Declared(minLength=1)]
 
 
 class AnnotationCreate(ApiModel):
-    target: Any = Field(description=TARGET_DOC)
-    body: StrictStr
+    target: Target
+    body: Body
     status: AnnotationStatus = "open"
 
 
 class AnnotationPatch(ApiModel):
-    target: Any = Field(default=None, description=TARGET_DOC)
-    body: StrictStr | None = None
-    status: AnnotationStatus | None = None
+    target: Annotated[Target, NotNull] = None
+    body: Annotated[Body | None, NotNull] = None
+    status: Annotated[AnnotationStatus | None, NotNull] = None

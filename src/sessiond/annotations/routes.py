@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 
 from sessiond.annotations import service
-from sessiond.annotations.models import AnnotationCreate, AnnotationPatch
+from sessiond.annotations.models import STATUSES, AnnotationCreate, AnnotationPatch
 from sessiond.annotations.schemas import AnnotationEnvelope, AnnotationList
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.pagination import check_limit
+from sessiond.models import Declared, comma_list, one_of
+from sessiond.pagination import Limit, check_limit
 
 router = APIRouter(
-    prefix="/v1/sessions/{session_id}/annotations", tags=["annotations"], responses=ERRORS
+    route_class=StrictRoute,
+    prefix="/v1/sessions/{session_id}/annotations",
+    tags=["annotations"],
+    responses=ERRORS,
 )
 
 
@@ -25,8 +30,8 @@ async def list_annotations(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    status: str | None = None,
-    limit: int | None = None,
+    status: Annotated[str | None, Declared(pattern=comma_list(one_of(STATUSES)))] = None,
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """The session's annotations, oldest first; ``status`` takes one or a comma list."""

@@ -2,7 +2,8 @@
 
 Writes lock the session row, require it ``active`` and emit ``annotation.*`` in the same
 transaction. A ``{messageId}`` target must be a message on the session's current
-conversation when it is set. Lists are keyset-paginated on the id (oldest first).
+conversation when it is set; a ``checkpointId`` must be one of the session's checkpoints
+(another's, or another account's, is a 404). Lists are keyset-paginated on the id (oldest first).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, invalid
 from sessiond.ids import iso, new_id
 from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
+from sessiond.workspace import checkpoints
 
 a = t.annotations_table
 FIELDS = ("target", "body", "status")
@@ -74,7 +76,7 @@ def _row(tx: Tx, account_id: str, session_id: str, annotation_id: str) -> dict[s
 
 
 def get(tx: Tx, account_id: str, session_id: str, annotation_id: str) -> dict[str, Any]:
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     return render(_row(tx, account_id, session_id, annotation_id))
 
 
@@ -88,7 +90,7 @@ def list_page(
     cursor: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the session's annotations (optionally of some statuses), oldest first."""
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     q = sa.select(a).where(a.c.session_id == session_id, a.c.account_id == account_id)
     if statuses is not None:
         q = q.where(a.c.status.in_(statuses))
@@ -106,13 +108,17 @@ def list_page(
 
 
 def _lock(tx: Tx, account_id: str, session_id: str, if_match: int | str | None) -> dict[str, Any]:
-    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(session)
+    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(session)
     return session
 
 
-def _check_message(tx: Tx, account_id: str, session_id: str, target: dict[str, Any]) -> None:
-    """A message target must be on the session's current conversation (else 422)."""
+def _check_target(tx: Tx, account_id: str, session_id: str, target: dict[str, Any]) -> None:
+    """A message target must be on the session's current conversation (else 422); a
+    checkpoint named by a file target must be one of this session's (else 404)."""
+    checkpoint_id = target.get("checkpointId")
+    if checkpoint_id is not None:
+        checkpoints.tree_at(tx, account_id, session_id, checkpoint_id)
     message_id = target.get("messageId")
     if message_id is None:
         return
@@ -127,7 +133,7 @@ def _check_message(tx: Tx, account_id: str, session_id: str, target: dict[str, A
 
 
 def _emit(tx: Tx, session: dict[str, Any], type: str, data: Any) -> None:
-    sessions.touch(tx, session)
+    kernel.touch(tx, session)
     tx.emit(
         session["account_id"],
         type,
@@ -148,7 +154,7 @@ def create(
     target = targets.parse(body.target)
     _check_body(body.body)
     session = _lock(tx, account_id, session_id, if_match)
-    _check_message(tx, account_id, session_id, target)
+    _check_target(tx, account_id, session_id, target)
     row = {
         "id": new_id("ann"),
         "account_id": account_id,
@@ -189,7 +195,7 @@ def update(
     row = _row(tx, account_id, session_id, annotation_id)
     changes = {k: val for k, val in values.items() if row[k] != val}
     if "target" in changes:
-        _check_message(tx, account_id, session_id, changes["target"])
+        _check_target(tx, account_id, session_id, changes["target"])
     if not changes:
         return render(row)
     changes["updated_at"] = tx.now

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import StrictStr
 
-from sessiond.models import ApiModel
+from sessiond.models import ApiModel, Declared
+from sessiond.settings import Limits
 
 ApprovalStatus = Literal["pending", "granted", "denied"]
 STATUSES: tuple[str, ...] = ("pending", "granted", "denied")
+MAX_OPTIONS = 50
+KIND_MAX = 100
+COMMENT_MAX = 10_000
 
 
 class ApprovalCreate(ApiModel):
     """``{title, details?, kind?, options?}``: what a human is asked to decide."""
 
-    title: StrictStr
+    title: Annotated[StrictStr, Declared(minLength=1, maxLength=Limits().title_chars)]
     details: Any = None
-    kind: StrictStr | None = None
-    options: list[Any] | None = None
+    kind: Annotated[StrictStr, Declared(minLength=1, maxLength=KIND_MAX)] | None = None
+    options: Annotated[list[Any], Declared(maxItems=MAX_OPTIONS)] | None = None
 
 
 class Decision(ApiModel):
     """The optional body of ``grant`` and ``deny``."""
 
-    comment: StrictStr | None = None
+    comment: Annotated[StrictStr, Declared(maxLength=COMMENT_MAX)] | None = None

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from sessiond.approvals import service as approvals
-from sessiond.approvals.models import ApprovalCreate, Decision
+from sessiond.approvals.models import STATUSES, ApprovalCreate, Decision
 from sessiond.approvals.schemas import ApprovalEnvelope, ApprovalList
 from sessiond.auth.principal import Principal
 from sessiond.context import AppContext
@@ -17,14 +17,18 @@ from sessiond.errors import invalid
 from sessiond.events.store import EventFilter
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.pagination import check_limit
+from sessiond.models import Declared
+from sessiond.pagination import Limit, check_limit
 
-router = APIRouter(tags=["approvals"], responses=ERRORS)
+router = APIRouter(route_class=StrictRoute, tags=["approvals"], responses=ERRORS)
 
 BASE = "/v1/sessions/{session_id}/approvals"
 MAX_WAIT_SECONDS = 60
 RESOLVED = "approval.resolved"
+# ``?status=``: one status, or empty for all (``approvals.service.parse_status``).
+Status = Annotated[str | None, Declared(enum=["", *STATUSES])]
 
 
 @router.post(BASE, status_code=201, response_model=ApprovalEnvelope)
@@ -53,8 +57,8 @@ async def list_session_approvals(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    status: str | None = None,
-    limit: int | None = None,
+    status: Status = None,
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """The session's approvals, oldest first; ``status`` = pending | granted | denied."""
@@ -74,10 +78,10 @@ async def list_session_approvals(
 async def review_queue(
     ctx: Ctx,
     principal: Reader,
-    status: str | None = None,
+    status: Status = None,
     workspace_id: Annotated[str | None, Query(alias="workspaceId")] = None,
     session_id: Annotated[str | None, Query(alias="sessionId")] = None,
-    limit: int | None = None,
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """Every approval of the account, oldest first: ``?status=pending`` is the review queue."""
@@ -138,7 +142,7 @@ async def get_approval(
     approval_id: str,
     ctx: Ctx,
     principal: Reader,
-    wait: int | None = None,
+    wait: Annotated[int | None, Declared(minimum=0, maximum=MAX_WAIT_SECONDS)] = None,
 ) -> Response:
     """The approval. ``?wait=N`` (0 to 60 s) long-polls: it answers as soon as the approval
     is decided, or after N seconds with status ``pending``."""

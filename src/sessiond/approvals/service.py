@@ -1,7 +1,7 @@
 """Approval service: request, decide (exactly once), read, list.
 
 An approval is a question an agent asks a human: ``pending`` until someone grants or
-denies it, then final. Writes lock the session row (``sessions.lock_light``), require
+denies it, then final. Writes lock the session row (``kernel.lock_light``), require
 an ``active`` session and emit their event in the same transaction. The decision itself
 is a conditional ``UPDATE ... WHERE status = 'pending'``, so of two concurrent decisions
 exactly one changes the row, even without the session lock.
@@ -15,19 +15,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sessiond.approvals.models import STATUSES, ApprovalCreate
+from sessiond.approvals.models import COMMENT_MAX, KIND_MAX, MAX_OPTIONS, STATUSES, ApprovalCreate
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import InvalidTransition, NotFound, ValidationFailed, invalid
 from sessiond.ids import iso, new_id
 from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.settings import Limits
 
 JSON_BYTES = 64 * 1024  # details, and options, each
-MAX_OPTIONS = 50
-KIND_MAX = 100
-COMMENT_MAX = 10_000
 CURSOR_KIND = "approvals"
 
 a = t.approvals
@@ -102,8 +99,8 @@ def create(
 ) -> dict[str, Any]:
     """Ask for a decision: a new ``pending`` approval and its ``approval.requested`` event."""
     _check_create(limits, body)
-    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(session)
+    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(session)
     row: dict[str, Any] = {
         "id": new_id("apr"),
         "account_id": account_id,
@@ -142,8 +139,8 @@ def decide(
         raise ValueError(verdict)
     if comment is not None and len(comment) > COMMENT_MAX:
         raise invalid("comment", f"at most {COMMENT_MAX} characters")
-    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(session)
+    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(session)
     changed = tx.conn.execute(
         a.update()
         .where(
@@ -189,7 +186,7 @@ def _row(tx: Tx, account_id: str, session_id: str, approval_id: str) -> dict[str
 def get(tx: Tx, account_id: str, session_id: str, approval_id: str) -> dict[str, Any]:
     row = _row(tx, account_id, session_id, approval_id)
     if row is None:
-        sessions.require_exists(tx, account_id, session_id)
+        kernel.require_exists(tx, account_id, session_id)
         raise approval_not_found(approval_id)
     return render(row)
 
@@ -225,7 +222,7 @@ def list_page(
     """
     if session_scoped:
         assert f.session_id is not None
-        sessions.require_exists(tx, account_id, f.session_id)
+        kernel.require_exists(tx, account_id, f.session_id)
     q = sa.select(a).where(a.c.account_id == account_id)
     if f.status is not None:
         q = q.where(a.c.status == f.status)

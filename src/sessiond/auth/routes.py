@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, StrictStr
@@ -11,15 +11,20 @@ from sessiond.auth import service as auth
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Admin, Ctx, Reader
 from sessiond.http.respond import Json, created
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.models import ApiModel
-from sessiond.pagination import check_limit, decode_cursor, encode_cursor
+from sessiond.models import CHAR, NON_SPACE, SPACES, ApiModel, Declared
+from sessiond.pagination import Limit, check_limit, decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/v1", tags=["identity"], responses=ERRORS)
+router = APIRouter(route_class=StrictRoute, prefix="/v1", tags=["identity"], responses=ERRORS)
 
 
 class KeyCreate(ApiModel):
-    name: StrictStr
+    # 1 to 200 characters once stripped (``auth.service.create_key``)
+    name: Annotated[
+        StrictStr,
+        Declared(pattern=f"^[{SPACES}]*{NON_SPACE}(?:{CHAR}{{0,198}}{NON_SPACE})?[{SPACES}]*$"),
+    ]
     role: Literal["admin", "write", "read"]
 
 
@@ -87,7 +92,7 @@ async def create_key(request: Request, body: KeyCreate, ctx: Ctx, principal: Adm
 
 @router.get("/keys", response_model=KeyList)
 async def list_keys(
-    ctx: Ctx, principal: Admin, limit: int | None = None, cursor: str | None = None
+    ctx: Ctx, principal: Admin, limit: Limit = None, cursor: str | None = None
 ) -> Response:
     n = check_limit(limit)
     after = decode_cursor(cursor, "keys")["id"] if cursor else None

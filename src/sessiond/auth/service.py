@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sessiond.auth.principal import ROLES, Principal
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
-from sessiond.errors import AlreadyExists, NotFound, invalid
+from sessiond.errors import AlreadyExists, Conflict, NotFound, invalid
 from sessiond.ids import iso, new_id
 from sessiond.workspaces import service as workspaces
 
@@ -91,13 +91,30 @@ def list_keys(
 
 
 def revoke_key(tx: Tx, account_id: str | None, key_id: str) -> dict[str, Any]:
-    """Revoke a key (idempotent). ``account_id=None`` is the operator's CLI scope."""
+    """Revoke a key (idempotent). ``account_id=None`` is the operator's CLI scope.
+
+    The last live admin key of an account cannot be revoked (409 ``conflict``): nobody
+    could manage the account's keys any more. The account's admin keys are locked first,
+    so two concurrent revokes of its last two admin keys cannot both pass.
+    """
     q = sa.select(t.api_keys).where(t.api_keys.c.id == key_id)
     if account_id is not None:
         q = q.where(t.api_keys.c.account_id == account_id)
     row = tx.conn.execute(q).first()
     if row is None:
         raise NotFound(f"key {key_id} not found")
+    if row.revoked_at is None and row.role == "admin":
+        k = t.api_keys
+        admins = tx.conn.execute(
+            sa.select(k.c.id)
+            .where(k.c.account_id == row.account_id, k.c.role == "admin", k.c.revoked_at.is_(None))
+            .with_for_update()
+        ).all()
+        if [a.id for a in admins] == [key_id]:
+            raise Conflict(
+                f"key {key_id} is the account's last admin key; create another admin key "
+                "(POST /v1/keys with role admin), then revoke this one"
+            )
     if row.revoked_at is None:
         tx.conn.execute(
             t.api_keys.update().where(t.api_keys.c.id == key_id).values(revoked_at=tx.now)

@@ -13,11 +13,13 @@ from fastapi import APIRouter, Query, Response
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from sessiond.cache import service as cache
-from sessiond.cache.models import EntryPut
+from sessiond.cache.models import EntryPut, Key, Prefix
 from sessiond.cache.schemas import EntryEnvelope, EntryList
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.pagination import check_limit
+from sessiond.models import Declared
+from sessiond.pagination import Limit, check_limit
 
 
 class KeyConvertor(PathConvertor):
@@ -30,7 +32,7 @@ class KeyConvertor(PathConvertor):
 
 register_url_convertor("cachekey", KeyConvertor())
 
-router = APIRouter(tags=["cache"], responses=ERRORS)
+router = APIRouter(route_class=StrictRoute, tags=["cache"], responses=ERRORS)
 
 BASE = "/v1/sessions/{session_id}/cache"
 ENTRY = BASE + "/{key:cachekey}"
@@ -45,8 +47,8 @@ async def list_entries(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    prefix: str | None = None,
-    limit: int | None = None,
+    prefix: Prefix = None,
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """Live entries ordered by key (byte order); ``prefix`` is case-sensitive."""
@@ -68,7 +70,7 @@ async def list_entries(
     responses={201: {"model": EntryEnvelope, "description": "the entry was created"}},
 )
 async def put_entry(
-    session_id: str, key: str, body: EntryPut, ctx: Ctx, principal: Writer, if_match: IfMatch
+    session_id: str, key: Key, body: EntryPut, ctx: Ctx, principal: Writer, if_match: IfMatch
 ) -> Response:
     """Write an entry: 201 when it did not exist (or had expired), 200 when it replaced one.
 
@@ -88,7 +90,7 @@ async def put_entry(
 
 
 @router.get(ENTRY, response_model=EntryEnvelope)
-async def get_entry(session_id: str, key: str, ctx: Ctx, principal: Reader) -> Response:
+async def get_entry(session_id: str, key: Key, ctx: Ctx, principal: Reader) -> Response:
     """The entry; 404 when absent or past its ``expiresAt``."""
     return _entry(await ctx.db.read(cache.get_text, principal.account_id, session_id, key))
 
@@ -96,11 +98,11 @@ async def get_entry(session_id: str, key: str, ctx: Ctx, principal: Reader) -> R
 @router.delete(ENTRY, status_code=204)
 async def delete_entry(
     session_id: str,
-    key: str,
+    key: Key,
     ctx: Ctx,
     principal: Writer,
     if_match: IfMatch,
-    if_version: Annotated[int | None, Query(alias="ifVersion")] = None,
+    if_version: Annotated[int | None, Query(alias="ifVersion"), Declared(minimum=0)] = None,
 ) -> Response:
     """Delete the entry (404 if absent); ``?ifVersion=`` makes it conditional."""
     await ctx.db.write(

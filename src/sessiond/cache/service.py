@@ -1,6 +1,6 @@
 """Cache entry service: per-session key/value with versions, compare-and-set and TTL.
 
-Writes lock the session row (``sessions.lock_light``; on PostgreSQL the entry row is
+Writes lock the session row (``kernel.lock_light``; on PostgreSQL the entry row is
 locked too, against the purge), require an ``active`` session and emit their event in the
 same transaction. An entry past its ``expiresAt`` is absent for every read and for
 compare-and-set from that moment on, whether or not the purge has removed the row yet.
@@ -16,17 +16,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sessiond.cache.models import EntryPut
+from sessiond.cache.models import KEY_MAX, EntryPut
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, PayloadTooLarge, VersionConflict, invalid
 from sessiond.ids import iso
 from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.sessions import validation as v
 from sessiond.settings import Limits
 
-KEY_MAX = 512
 CURSOR_KIND = "cache"
 # A listing page stops early (with a nextCursor) once its values pass this many characters.
 PAGE_CHARS = 8 * 1024 * 1024
@@ -120,8 +119,8 @@ def put(
     v.check_ttl(body.ttl_seconds)
     _check_if_version(body.if_version)
     text = _value_text(limits, body.value)
-    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(session)
+    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(session)
     now = tx.now
     current = _lock_entry(tx, session_id, key)
     live = current is not None and _is_live(current, now)
@@ -163,8 +162,8 @@ def delete(
 ) -> None:
     check_key(key)
     _check_if_version(if_version)
-    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(session)
+    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(session)
     current = _lock_entry(tx, session_id, key)
     if current is None or not _is_live(current, tx.now):
         raise entry_not_found(key)
@@ -220,7 +219,7 @@ def get_text(tx: Tx, account_id: str, session_id: str, key: str) -> str:
         )
     ).first()
     if row is None:
-        sessions.require_exists(tx, account_id, session_id)
+        kernel.require_exists(tx, account_id, session_id)
         raise entry_not_found(key)
     return entry_text(key, row.value, row.version, row.expires_at, row.updated_at)
 
@@ -248,7 +247,7 @@ def list_page(
     """Live entries ordered by key (JSON texts) and the next cursor; keyset-paginated."""
     if prefix:
         check_key(prefix, "prefix")
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     where: list[sa.ColumnElement[bool]] = [
         c.c.session_id == session_id,
         c.c.account_id == account_id,

@@ -14,7 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from sessiond.conversation import path as P
-from sessiond.conversation import store
 from sessiond.conversation.models import MessageCreate, MessagePatch
 from sessiond.conversation.parts import validate_parts
 from sessiond.db import tables as t
@@ -22,7 +21,7 @@ from sessiond.db.executor import Tx
 from sessiond.errors import InvalidTransition, NotFound, PayloadTooLarge, ValidationFailed, invalid
 from sessiond.ids import iso, new_id
 from sessiond.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel, refs
 from sessiond.sessions import validation as v
 from sessiond.settings import Limits
 from sessiond.workspace import record
@@ -80,7 +79,7 @@ _PATH = sa.select(t.sessions.c.conversation).where(
 def read_path(tx: Tx, account_id: str, session_id: str) -> P.Path:
     row = tx.conn.execute(_PATH, {"session_id": session_id, "account_id": account_id}).first()
     if row is None:
-        raise sessions.not_found(session_id)
+        raise kernel.not_found(session_id)
     return row[0]  # type: ignore[no-any-return]
 
 
@@ -259,7 +258,7 @@ def _check_size(limits: Limits, doc: str) -> None:
 
 
 def _set_path(tx: Tx, row: dict[str, Any], path: P.Path) -> None:
-    sessions.touch(tx, row, conversation=path)
+    kernel.touch(tx, row, conversation=path, message_count=P.count(path))
 
 
 def _emit(tx: Tx, row: dict[str, Any], type: str, data: Any) -> None:
@@ -298,15 +297,15 @@ def append(
         raise invalid("status", "only an assistant message may start as streaming")
     message_id = new_id("msg")
     if body.role == "user":  # the full row: its state is checkpointed below
-        row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
+        row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
     else:
-        row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+        row = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     path = row["conversation"]
     branch = path["head"]
     if branch is None:
         branch = new_id("br")
-        store.add_refs(tx, session_id, [branch])
+        refs.add_refs(tx, session_id, [branch])
     new_path, bseq, seq = P.append(path, branch)
     fields = {
         "role": body.role,
@@ -393,8 +392,8 @@ def update(
             raise invalid(name, "may not be null")
     new_parts = validate_parts(body.parts) if "parts" in given else None
     extra = validate_parts(body.append_parts, "appendParts") if "append_parts" in given else None
-    row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    row = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     path = row["conversation"]
     msg, seq = _locate_row(tx, account_id, path, message_id)
     own = json.loads(msg["doc"])
@@ -431,7 +430,7 @@ def update(
         tx.conn.execute(
             m.update().where(m.c.id == message_id).values(doc=doc, status=status, updated_at=tx.now)
         )
-        sessions.touch(tx, row)
+        kernel.touch(tx, row)
     message = render(message_id, session_id, _parent_id(tx, account_id, path, seq), seq, own)
     if changed:
         _emit(tx, row, "message.updated", {"message": message})
@@ -450,8 +449,8 @@ def delete(
 
     The row stays: a fork or a checkpoint may still show it.
     """
-    row = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    row = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     path = row["conversation"]
     _msg, seq = _locate_row(tx, account_id, path, message_id)
     _set_path(tx, row, P.remove(path, seq))
@@ -467,7 +466,7 @@ def seq_of(tx: Tx, account_id: str, path: P.Path, message_id: str) -> int:
 
 def adopt(tx: Tx, session_id: str, path: P.Path) -> None:
     """Record that ``session_id`` shows the branches of ``path``."""
-    store.add_refs(tx, session_id, P.branches(path))
+    refs.add_refs(tx, session_id, P.branches(path))
 
 
 def move_head(tx: Tx, row: dict[str, Any], path: P.Path) -> None:

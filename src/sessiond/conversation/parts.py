@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import StrictBool, StrictStr, ValidationError, field_validator
+from pydantic import ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
 from sessiond.errors import ValidationFailed
-from sessiond.models import ApiModel
+from sessiond.models import ApiModel, Declared
 
 ToolStatus = Literal["pending", "running", "completed", "error"]
 TOOL_STATUSES = ("pending", "running", "completed", "error")
+# What ``base64.b64decode(value, validate=True)`` accepts (padding after whole groups of
+# four is ignored, a short last group must be padded).
+_B64 = "[A-Za-z0-9+/]"
+BASE64_PATTERN = f"^(?:(?:{_B64}{{4}})*(?:{_B64}{{2}}==|{_B64}{{3}}=)|(?:{_B64}{{4}})+=*|)$"
 
 
 class TextPart(ApiModel):
@@ -30,12 +34,22 @@ class ReasoningPart(ApiModel):
 
 
 class FilePart(ApiModel):
+    # (url, path or data: one of them is needed, and not empty)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+                for name in ("url", "path", "data")
+            ]
+        }
+    )
+
     type: Literal["file"]
     mime_type: StrictStr
     name: StrictStr | None = None
     path: StrictStr | None = None
     url: StrictStr | None = None
-    data: StrictStr | None = None
+    data: Annotated[StrictStr, Declared(pattern=BASE64_PATTERN)] | None = None
 
     @field_validator("data")
     @classmethod
@@ -70,6 +84,10 @@ class DataPart(ApiModel):
     data: dict[str, Any]
 
 
+Part = Annotated[
+    TextPart | ReasoningPart | FilePart | ToolCallPart | ToolResultPart | DataPart,
+    Field(discriminator="type"),
+]
 PART_TYPES: dict[str, type[ApiModel]] = {
     "text": TextPart,
     "reasoning": ReasoningPart,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 
@@ -13,10 +13,17 @@ from sessiond.conversation.schemas import MessageEnvelope, MessageList
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.pagination import check_limit
+from sessiond.models import Declared
+from sessiond.pagination import Limit, check_limit
 
-router = APIRouter(prefix="/v1/sessions/{session_id}/messages", tags=["messages"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute,
+    prefix="/v1/sessions/{session_id}/messages",
+    tags=["messages"],
+    responses=ERRORS,
+)
 
 
 def page_body(docs: list[str], next_cursor: str | None) -> str:
@@ -49,11 +56,11 @@ async def list_messages(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    after: int | None = None,
-    before: int | None = None,
-    limit: int | None = None,
+    after: Annotated[int | None, Declared(minimum=0)] = None,
+    before: Annotated[int | None, Declared(minimum=0)] = None,
+    limit: Limit = None,
     cursor: str | None = None,
-    order: str = "asc",
+    order: Annotated[str, Declared(enum=["asc", "desc"])] = "asc",
 ) -> Response:
     """The current conversation path, oldest first (``order=desc``: newest first).
 

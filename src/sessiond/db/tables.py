@@ -303,7 +303,8 @@ checkpoints = sa.Table(
     sa.Column("auto", sa.Boolean, nullable=False),
     sa.Column("created_at", Ms, nullable=False),
     sa.Index(None, "session_id", "id"),
-    sa.Index(None, "session_id", "before_message_id"),
+    # The state before a message, whichever session recorded it (a fork shares history).
+    sa.Index(None, "account_id", "before_message_id"),
 )
 
 # Commits made on a session's branch (the git commit objects live in ``git_objects``).

@@ -18,14 +18,38 @@ from sessiond.events.bus import Lagged
 from sessiond.events.store import EventFilter, list_events, max_id, parse_types, render_event
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.pagination import check_limit
+from sessiond.models import SPACES, Declared, comma_list
+from sessiond.pagination import Limit, check_limit
 from sessiond.sessions import service as sessions
 from sessiond.sessions.models import CustomEvent
 
-router = APIRouter(tags=["events"], responses=ERRORS)
+router = APIRouter(route_class=StrictRoute, tags=["events"], responses=ERRORS)
 
 CATCH_UP_BATCH = 500
+MAX_EVENT_ID = 2**63 - 1  # ids are 64-bit signed integers on both backends
+
+
+def _at_most(n: int) -> str:
+    """An unanchored pattern for the decimal numbers 0 to ``n`` (leading zeros allowed)."""
+    digits = str(n)
+    shorter = f"[0-9]{{1,{len(digits) - 1}}}" if len(digits) > 1 else None
+    same = [
+        f"{digits[:i]}[0-{int(d) - 1}][0-9]{{{len(digits) - i - 1}}}"
+        for i, d in enumerate(digits)
+        if d != "0"
+    ]
+    return "0*(?:" + "|".join([*([shorter] if shorter else []), *same, digits]) + ")"
+
+
+# ``?after=`` and the list's ``?cursor=``: an event id, or empty (``_after``).
+EventId = Annotated[str | None, Declared(pattern=f"^(?:{_at_most(MAX_EVENT_ID)})?$")]
+# ``?types=``: a comma list of types or prefixes, each at most 100 characters.
+Types = Annotated[
+    str | None,
+    Declared(pattern=comma_list(f"[^,{SPACES}\\x00](?:[^,\\x00]{{0,98}}[^,{SPACES}\\x00])?")),
+]
 
 
 class EventOut(BaseModel):
@@ -49,8 +73,8 @@ class EventEnvelope(BaseModel):
 def _after(value: str | None, field: str) -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit():
-        raise invalid(field, "must be an event id (a non-negative integer)")
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EVENT_ID:
+        raise invalid(field, f"must be an event id (an integer from 0 to {MAX_EVENT_ID})")
     return int(value)
 
 
@@ -124,9 +148,9 @@ async def list_session_events(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    after: str | None = None,
-    cursor: str | None = None,
-    limit: int | None = None,
+    after: EventId = None,
+    cursor: EventId = None,
+    limit: Limit = None,
 ) -> Response:
     """Stored events with ``id > after``, oldest first. ``nextCursor`` is set while more exist."""
     start = _after(cursor, "cursor") if cursor else _after(after, "after")
@@ -147,7 +171,7 @@ async def stream_session_events(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    after: str | None = None,
+    after: EventId = None,
 ) -> EventSourceResponse:
     """SSE of the session's events; resumes after ``Last-Event-ID`` or ``?after=``."""
     f = EventFilter(principal.account_id, session_id=session_id)
@@ -165,8 +189,8 @@ async def stream_account_events(
     principal: Reader,
     workspace_id: Annotated[str | None, Query(alias="workspaceId")] = None,
     session_id: Annotated[str | None, Query(alias="sessionId")] = None,
-    types: str | None = None,
-    after: str | None = None,
+    types: Types = None,
+    after: EventId = None,
 ) -> EventSourceResponse:
     """SSE of every event of the account; ``types`` takes exact types or prefixes (``message.``)."""
     f = EventFilter(

@@ -75,7 +75,9 @@ async def if_match(request: Request) -> int | str | None:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    return int(value) if value.isdigit() else ""
+    if value.isascii() and value.isdigit() and len(value) < 19:  # fits a 64-bit integer
+        return int(value)
+    return ""
 
 
 IfMatch = Annotated[int | str | None, Depends(if_match)]

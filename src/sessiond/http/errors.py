@@ -5,8 +5,7 @@ Every error body is ``{"status": "error", "error", "code", "details"?}`` (API.md
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,10 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from sessiond.errors import SessiondError
-
-log = logging.getLogger("sessiond.http")
+from sessiond.http.routing import flatten_routes
 
 NO_STORE = {"Cache-Control": "no-store"}
+_PARAM = re.compile(r"\{[^}]*\}")  # a path parameter in a route's path format
 
 
 def error_body(message: str, code: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -27,6 +26,13 @@ def error_body(message: str, code: str, details: dict[str, Any] | None = None) -
     if details:
         body["details"] = details
     return body
+
+
+def internal_error(request_id: str) -> dict[str, Any]:
+    """The body of a 500: a bug, with the request id to find it in the log."""
+    return error_body(
+        f"internal error; report request id {request_id}", "internal", {"requestId": request_id}
+    )
 
 
 def error_response(
@@ -108,34 +114,27 @@ def install(app: FastAPI) -> None:
             )
         return error_response(exc.status_code, str(exc.detail), "http_error")
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        request_id = request.scope.get("state", {}).get("request_id", "-")
-        log.exception("unhandled error (request %s)", request_id)
-        return error_response(
-            500,
-            f"internal error; report request id {request_id}",
-            "internal",
-            {"requestId": request_id},
-        )
+    # Unhandled errors are answered by ``http.middleware.EdgeMiddleware`` (internal_error),
+    # outside every handler, so the connection survives them.
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route accepts at this path (Starlette names only the first)."""
+    """Every method accepted at this path (Starlette names only the first route's).
+
+    Only the routes that match it most closely count: the ones with the most literal
+    text. ``/v1/sessions/{session_id}``'s pattern also matches ``/v1/sessions/x:merge``
+    (``[^/]+`` takes ``x:merge``), but that path is ``/v1/sessions/{session_id}:merge``'s.
+    """
     methods: set[str] = set()
+    closest = -1
     scope = {**request.scope, "method": "__none__"}
-    for route in _flatten(request.app.routes):
+    for route in flatten_routes(request.app.routes):
         match, _ = route.matches(scope)
-        if match != Match.NONE:
+        if match == Match.NONE:
+            continue
+        literal = len(_PARAM.sub("", getattr(route, "path_format", "")))
+        if literal > closest:
+            closest, methods = literal, set()
+        if literal == closest:
             methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
-
-
-def _flatten(routes: list[Any]) -> Iterator[Any]:
-    """Routes, looking inside included routers (FastAPI keeps them as wrappers)."""
-    for route in routes:
-        inner = getattr(getattr(route, "original_router", None), "routes", None)
-        if inner is not None:
-            yield from _flatten(inner)
-        else:
-            yield route

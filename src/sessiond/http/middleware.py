@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sessiond.errors import PayloadTooLarge, UnsupportedMediaType
 from sessiond.http.accesslog import AccessLog
-from sessiond.http.errors import error_body
+from sessiond.http.errors import error_body, internal_error
 from sessiond.http.metrics import Metrics
 from sessiond.ids import iso, now_ms
+
+log = logging.getLogger("sessiond.http")
 
 # Request ids: unique per process start, cheap to make (uuid4 per request is not).
 _RID_PREFIX = f"req_{uuid.uuid4().hex[:8]}_"
 _rid_counter = itertools.count(1)
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-# Routes whose bodies are raw bytes rather than JSON (files, git); matched on the path.
-RAW_BODY_MARKERS = ("/files/", "/git/")
 
 
 class EdgeMiddleware:
@@ -38,6 +40,7 @@ class EdgeMiddleware:
         body_limit: int,
         access_log: AccessLog | None,
         raw_body_limit: int | None = None,
+        is_raw: Callable[[Scope], bool] = lambda scope: False,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -45,6 +48,8 @@ class EdgeMiddleware:
         # Raw-body routes (file uploads, git pushes) may carry up to the file limit.
         self.raw_body_limit = max(body_limit, raw_body_limit or 0)
         self.access_log = access_log
+        # Whether a request goes to a raw-body route (``http.routing.RawBodyRoutes``).
+        self.is_raw = is_raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,11 +59,15 @@ class EdgeMiddleware:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        started = completed = False
         rid_header = (b"x-request-id", request_id.encode())
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started, completed
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                completed = True
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append(rid_header)
@@ -68,7 +77,8 @@ class EdgeMiddleware:
             await send(message)
 
         length, ctype = _body_headers(scope)
-        limit = self.raw_body_limit if _is_raw(scope["path"]) else self.body_limit
+        raw = scope["method"] in BODY_METHODS and self.is_raw(scope)
+        limit = self.raw_body_limit if raw else self.body_limit
         try:
             if length is not None and length > limit:
                 await self._reject(
@@ -76,7 +86,7 @@ class EdgeMiddleware:
                     413,
                     PayloadTooLarge(f"request body is over the {limit}-byte limit"),
                 )
-            elif ctype is not None and not _json_ok(scope, ctype, length):
+            elif ctype is not None and not raw and not _json_ok(scope, ctype, length):
                 mime = ctype.split(";", 1)[0].strip()
                 await self._reject(
                     send_wrapper,
@@ -87,6 +97,15 @@ class EdgeMiddleware:
                 )
             else:
                 await self.app(scope, self._limited(receive, limit), send_wrapper)
+        except Exception:
+            # Answer a bug with a complete 500 and keep the connection: an exception that
+            # reached the server would make it drop the keep-alive connection. Only a
+            # response cut off mid-body must still end the connection.
+            log.exception("unhandled error (request %s)", request_id)
+            if started and not completed:
+                raise
+            if not started:
+                await self._send_error(send_wrapper, 500, internal_error(request_id))
         finally:
             self._observe(scope, status, time.perf_counter() - start, request_id)
 
@@ -107,19 +126,31 @@ class EdgeMiddleware:
     async def _reject(
         self, send: Send, status: int, exc: PayloadTooLarge | UnsupportedMediaType
     ) -> None:
-        body = json.dumps(error_body(exc.message, exc.code)).encode()
+        """Refuse before reading the body: the connection closes (the body is unread)."""
+        await self._send_error(
+            send, status, error_body(exc.message, exc.code), [(b"connection", b"close")]
+        )
+
+    async def _send_error(
+        self,
+        send: Send,
+        status: int,
+        body: dict[str, Any],
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        data = json.dumps(body).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
+                    (b"content-length", str(len(data)).encode()),
+                    *(extra or []),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": data})
 
     def _observe(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         route = scope.get("route")
@@ -175,10 +206,4 @@ def _json_ok(scope: Scope, ctype: str, length: int | None) -> bool:
     if scope["method"] not in BODY_METHODS or length == 0:
         return True
     mime = ctype.split(";", 1)[0].strip().lower()
-    if mime == "application/json" or mime.endswith("+json"):
-        return True
-    return _is_raw(scope["path"])
-
-
-def _is_raw(path: str) -> bool:
-    return any(marker in path for marker in RAW_BODY_MARKERS)
+    return mime == "application/json" or mime.endswith("+json")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import StrictStr
 
-from sessiond.models import ApiModel
+from sessiond.models import ApiModel, NotNull
+from sessiond.sessions.models import Title
 
 NOTE_BODY_BYTES = 1024 * 1024  # the markdown body, UTF-8 encoded
 KINDS = ("general", "spec", "task")
@@ -16,11 +17,11 @@ NoteKind = Literal["general", "spec", "task"]
 
 class NoteCreate(ApiModel):
     kind: NoteKind = "general"
-    title: StrictStr = ""
+    title: Title = ""
     body: StrictStr = ""
 
 
 class NotePatch(ApiModel):
-    kind: NoteKind | None = None
-    title: StrictStr | None = None
-    body: StrictStr | None = None
+    kind: Annotated[NoteKind | None, NotNull] = None
+    title: Annotated[Title | None, NotNull] = None
+    body: Annotated[StrictStr | None, NotNull] = None

@@ -9,13 +9,15 @@ from fastapi import APIRouter, Query, Request, Response
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
+from sessiond.models import Declared
 from sessiond.notes import service
-from sessiond.notes.models import NoteCreate, NotePatch
+from sessiond.notes.models import KINDS, NoteCreate, NotePatch
 from sessiond.notes.schemas import NoteEnvelope, NoteList
-from sessiond.pagination import check_limit
+from sessiond.pagination import Limit, check_limit
 
-router = APIRouter(tags=["notes"], responses=ERRORS)
+router = APIRouter(route_class=StrictRoute, tags=["notes"], responses=ERRORS)
 
 ITEM = "/v1/sessions/{session_id}/notes/{note_id}"
 
@@ -30,8 +32,8 @@ async def list_account_notes(
     principal: Reader,
     workspace_id: Annotated[str | None, Query(alias="workspaceId")] = None,
     session_id: Annotated[str | None, Query(alias="sessionId")] = None,
-    kind: str | None = None,
-    limit: int | None = None,
+    kind: Annotated[str | None, Declared(enum=["", *KINDS])] = None,
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """Notes across the account's sessions, oldest first; filters combine with AND."""
@@ -55,7 +57,7 @@ async def list_notes(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    limit: int | None = None,
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """The session's notes, oldest first."""

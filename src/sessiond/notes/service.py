@@ -17,7 +17,7 @@ from sessiond.errors import NotFound, ValidationFailed, invalid
 from sessiond.ids import iso, new_id
 from sessiond.notes.models import KINDS, NOTE_BODY_BYTES, NoteCreate, NotePatch
 from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.settings import Limits
 from sessiond.workspaces import service as workspaces
 
@@ -69,7 +69,7 @@ def _row(tx: Tx, account_id: str, session_id: str, note_id: str) -> dict[str, An
 
 
 def get(tx: Tx, account_id: str, session_id: str, note_id: str) -> dict[str, Any]:
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     return render(_row(tx, account_id, session_id, note_id))
 
 
@@ -105,7 +105,7 @@ def list_session(
     tx: Tx, account_id: str, session_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the session's notes, oldest first."""
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     q = sa.select(n).where(n.c.session_id == session_id, n.c.account_id == account_id)
     return _page(tx, q, "notes", limit, cursor)
 
@@ -117,7 +117,7 @@ def list_account(
     filter naming one the account does not have → 404 (as the account event stream)."""
     q = sa.select(n).where(n.c.account_id == account_id)
     if f.session_id is not None:
-        sessions.require_exists(tx, account_id, f.session_id)
+        kernel.require_exists(tx, account_id, f.session_id)
         q = q.where(n.c.session_id == f.session_id)
     if f.workspace_id is not None:
         workspaces.require(tx, account_id, f.workspace_id)
@@ -131,7 +131,7 @@ def list_account(
 
 
 def _emit(tx: Tx, session: dict[str, Any], type: str, data: Any) -> None:
-    sessions.touch(tx, session)
+    kernel.touch(tx, session)
     tx.emit(
         session["account_id"],
         type,
@@ -142,8 +142,8 @@ def _emit(tx: Tx, session: dict[str, Any], type: str, data: Any) -> None:
 
 
 def _lock(tx: Tx, account_id: str, session_id: str, if_match: int | str | None) -> dict[str, Any]:
-    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(session)
+    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(session)
     return session
 
 

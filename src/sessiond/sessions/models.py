@@ -2,50 +2,96 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from sessiond.models import ApiModel
+from sessiond.models import CHAR, NON_SPACE, ApiModel, Declared, NotNull
+from sessiond.sessions.validation import MAX_TTL_SECONDS, NAME_FIELDS_MAX
+from sessiond.settings import Limits
+from sessiond.workspace.models import PATH_SCHEMA
 
 Status = Literal["active", "completed", "failed", "closed", "expired", "archived"]
 
+# What the OpenAPI document declares (``sessions.validation`` checks it, with the server's
+# configured limits; these are the defaults).
+_LIMITS = Limits()
+Title = Annotated[StrictStr, Declared(maxLength=_LIMITS.title_chars)]
+Tag = Annotated[
+    StrictStr,
+    Declared(
+        minLength=1,
+        maxLength=_LIMITS.tag_chars,
+        # no leading or trailing space (``str.strip()``)
+        pattern=f"^{NON_SPACE}(?:{CHAR}*{NON_SPACE})?$",
+    ),
+]
+Name = Annotated[StrictStr, Declared(maxLength=NAME_FIELDS_MAX)]
+Ttl = Annotated[StrictInt, Declared(minimum=1, maximum=MAX_TTL_SECONDS)]
+JsonObject = Annotated[Any, Declared(type="object")]
+# ``source`` on create (checked by ``workspace.sources.check``).
+SOURCES = [
+    {
+        "type": "object",
+        "description": "start from another session's files (or one of its checkpoints)",
+        "properties": {
+            "sessionId": {"type": "string", "minLength": 1},
+            "checkpointId": {"type": "string"},
+        },
+        "required": ["sessionId"],
+        "additionalProperties": False,
+    },
+    {
+        "type": "object",
+        "description": "seed files inline: path → text content",
+        "properties": {
+            "files": {
+                "type": "object",
+                "propertyNames": PATH_SCHEMA,
+                "additionalProperties": {"type": "string"},
+            }
+        },
+        "required": ["files"],
+        "additionalProperties": False,
+    },
+]
+
 
 class SessionCreate(ApiModel):
-    title: StrictStr | None = None
+    title: Title | None = None
     workspace_id: StrictStr = "default"
-    tags: list[StrictStr] = Field(default_factory=list)
+    tags: list[Tag] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
-    ttl_seconds: StrictInt | None = None
+    ttl_seconds: Ttl | None = None
     ephemeral: StrictBool = False
-    agent: StrictStr | None = None
-    model: StrictStr | None = None
-    mode: StrictStr | None = None
-    source: dict[str, Any] | None = None
+    agent: Name | None = None
+    model: Name | None = None
+    mode: Name | None = None
+    source: Annotated[dict[str, Any], Declared(oneOf=SOURCES)] | None = None
 
 
 class SessionPatch(ApiModel):
-    title: StrictStr | None = None
-    status: Status | None = None
-    tags: list[StrictStr] | None = None
-    metadata: dict[str, Any] | None = None
-    ttl_seconds: StrictInt | None = None
-    agent: StrictStr | None = None
-    model: StrictStr | None = None
-    mode: StrictStr | None = None
+    title: Title | None = None
+    status: Annotated[Status | None, NotNull] = None
+    tags: Annotated[list[Tag] | None, NotNull] = None
+    metadata: Annotated[dict[str, Any] | None, NotNull] = None
+    ttl_seconds: Ttl | None = None
+    agent: Name | None = None
+    model: Name | None = None
+    mode: Name | None = None
     expected_version: StrictInt | None = None
 
 
 class TagsPatch(ApiModel):
-    add: list[StrictStr] | None = None
+    add: list[Tag] | None = None
     remove: list[StrictStr] | None = None
-    set: list[StrictStr] | None = None
+    set: list[Tag] | None = None
     expected_version: StrictInt | None = None
 
 
 class ContextBody(ApiModel):
-    context: Any
+    context: JsonObject
     expected_version: StrictInt | None = None
 
 
@@ -54,5 +100,5 @@ class CloseBody(ApiModel):
 
 
 class CustomEvent(ApiModel):
-    type: StrictStr
+    type: Annotated[StrictStr, Declared(pattern=r"^custom\.[A-Za-z0-9_.:-]{1,90}$")]
     data: Any = Field(default_factory=dict)

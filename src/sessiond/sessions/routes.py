@@ -12,17 +12,25 @@ from sessiond.db.executor import Tx
 from sessiond.errors import invalid
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created, with_etag
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.pagination import check_limit
-from sessiond.sessions import listing
+from sessiond.models import Declared, comma_list, one_of
+from sessiond.pagination import Limit, check_limit
+from sessiond.sessions import kernel, listing
 from sessiond.sessions import service as sessions
+from sessiond.sessions.lifecycle import STATUSES
 from sessiond.sessions.models import CloseBody, ContextBody, SessionCreate, SessionPatch, TagsPatch
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import ContextEnvelope, SessionEnvelope, SessionList
 from sessiond.summaries import service as summaries
 from sessiond.workspace import sources
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERRORS)
+# ``?updatedAfter=``: ISO 8601 (``sessiond.ids.parse_iso``); empty is no filter.
+UpdatedAfter = Annotated[str, Declared(anyOf=[{"format": "date-time"}, {"maxLength": 0}])]
+
+router = APIRouter(
+    route_class=StrictRoute, prefix="/v1/sessions", tags=["sessions"], responses=ERRORS
+)
 
 
 @router.post("", status_code=201, response_model=SessionEnvelope)
@@ -49,14 +57,14 @@ async def list_sessions(
     ctx: Ctx,
     principal: Reader,
     workspace_id: Annotated[str | None, Query(alias="workspaceId")] = None,
-    status: str | None = None,
+    status: Annotated[str | None, Declared(pattern=comma_list(one_of(STATUSES)))] = None,
     tag: Annotated[list[str] | None, Query()] = None,
     parent_id: Annotated[str | None, Query(alias="parentId")] = None,
     q: str | None = None,
-    updated_after: Annotated[str | None, Query(alias="updatedAfter")] = None,
-    sort: str = "lastActivityAt",
-    order: str = "desc",
-    limit: int | None = None,
+    updated_after: Annotated[UpdatedAfter | None, Query(alias="updatedAfter")] = None,
+    sort: Annotated[str, Declared(enum=list(listing.SORTS))] = "lastActivityAt",
+    order: Annotated[str, Declared(enum=["desc", "asc"])] = "desc",
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """List sessions, newest activity first; every filter combines with AND."""
@@ -83,14 +91,17 @@ async def list_sessions(
 
 @router.get("/{session_id}", response_model=SessionEnvelope)
 async def get_session(
-    session_id: str, ctx: Ctx, principal: Reader, include: str | None = None
+    session_id: str,
+    ctx: Ctx,
+    principal: Reader,
+    include: Annotated[str | None, Declared(pattern=comma_list("messages"))] = None,
 ) -> Response:
     """The session; ``ETag`` is its ``lifecycleVersion``. ``?include=messages`` adds
     ``"messages"``: the first page of the conversation (50, oldest first)."""
     with_messages = _includes(include)
 
     def read(tx: Tx) -> tuple[int, str]:
-        version, text = sessions.get_text(tx, principal.account_id, session_id)
+        version, text = kernel.get_text(tx, principal.account_id, session_id)
         body = f'{{"session":{text}'
         if with_messages:
             docs, _ = messages.list_page(tx, principal.account_id, session_id, messages.PageQuery())
@@ -153,7 +164,7 @@ async def patch_tags(
 
 @router.get("/{session_id}/context", response_model=ContextEnvelope)
 async def get_context(session_id: str, ctx: Ctx, principal: Reader) -> Response:
-    context = await ctx.db.read(sessions.get_context, principal.account_id, session_id)
+    context = await ctx.db.read(kernel.get_context, principal.account_id, session_id)
     return Json({"context": context})
 
 

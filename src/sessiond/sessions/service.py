@@ -15,28 +15,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sessiond.conversation import path as conversation_path
-from sessiond.conversation import store as conversation_store
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import (
-    NotFound,
-    PreconditionFailed,
-    SessionNotActive,
-    VersionConflict,
     invalid,
 )
 from sessiond.ids import new_id
-from sessiond.sessions import lifecycle
+from sessiond.sessions import kernel, lifecycle, refs
 from sessiond.sessions import validation as v
 from sessiond.sessions.merge_patch import merge_patch
 from sessiond.sessions.models import SessionCreate, SessionPatch, TagsPatch
-from sessiond.sessions.render import render_session, session_doc, splice
+from sessiond.sessions.render import render_session, session_doc
 from sessiond.settings import Limits
 from sessiond.workspaces import service as workspaces
 
 # The git hash of the empty tree: the workspace of a session with no files.
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# No message yet (the path format: conversation/path.py, ``empty()``).
+EMPTY_CONVERSATION: dict[str, Any] = {"head": None, "next": 1, "segments": []}
 EMPTY_SANDBOX = {"state": None, "expiresAt": None, "hibernateAfter": None, "snapshot": None}
 
 # Fields whose change bumps lifecycleVersion (API.md, Conventions).
@@ -60,269 +56,14 @@ SESSION_OWNED = (
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
 
-def not_found(session_id: str) -> NotFound:
-    return NotFound(f"session {session_id} not found")
-
-
-def not_active(row: dict[str, Any], status: str) -> SessionNotActive:
-    hint = {
-        "archived": 'unarchive it with PATCH {"status": "active"} first',
-        "expired": "it expired at its expiresAt; fork it or create a new session to continue",
-    }.get(status, "fork it or create a new session to continue")
-    return SessionNotActive(
-        f"session {row['id']} is {status} and accepts no writes; {hint}",
-        details={"status": status},
-    )
-
-
-# -- reads ---------------------------------------------------------------------------------
-
-
-def get_row(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
-    row = tx.conn.execute(
-        sa.select(t.sessions).where(
-            t.sessions.c.id == session_id, t.sessions.c.account_id == account_id
-        )
-    ).first()
-    if row is None:
-        raise not_found(session_id)
-    return dict(row._mapping)
-
-
-# Built once: the hot read path skips statement construction and cache-key generation.
-_GET_TEXT = sa.select(
-    t.sessions.c.doc,
-    sa.cast(t.sessions.c.context, sa.Text).label("context_text"),
-    t.sessions.c.status,
-    t.sessions.c.expires_at,
-    t.sessions.c.lifecycle_version,
-    t.sessions.c.message_count,
-    t.sessions.c.last_activity_at,
-).where(
-    t.sessions.c.id == sa.bindparam("session_id"),
-    t.sessions.c.account_id == sa.bindparam("account_id"),
-)
-
-
-def get_text(tx: Tx, account_id: str, session_id: str) -> tuple[int, str]:
-    """``(lifecycleVersion as read, session object as JSON text)`` — GET's fast path."""
-    row = tx.conn.execute(_GET_TEXT, {"session_id": session_id, "account_id": account_id}).first()
-    if row is None:
-        raise not_found(session_id)
-    m = row._mapping
-    version = m["lifecycle_version"] + (1 if lifecycle.is_expired(m, tx.now) else 0)
-    return version, splice(m["doc"], m["context_text"], m, tx.now)
-
-
-_EXISTS = sa.select(t.sessions.c.id).where(
-    t.sessions.c.id == sa.bindparam("session_id"),
-    t.sessions.c.account_id == sa.bindparam("account_id"),
-)
-
-
-def require_exists(tx: Tx, account_id: str, session_id: str) -> None:
-    """404 unless the account has this session (reads of session-scoped resources)."""
-    found = tx.conn.execute(_EXISTS, {"session_id": session_id, "account_id": account_id})
-    if found.first() is None:
-        raise not_found(session_id)
-
-
-_WORKSPACE = sa.select(t.sessions.c.workspace).where(
-    t.sessions.c.id == sa.bindparam("session_id"),
-    t.sessions.c.account_id == sa.bindparam("account_id"),
-)
-
-
-def get_workspace(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
-    """The session's ``workspace`` object alone (404 like ``get_row``)."""
-    found = tx.conn.execute(_WORKSPACE, {"session_id": session_id, "account_id": account_id})
-    row = found.first()
-    if row is None:
-        raise not_found(session_id)
-    return row[0]  # type: ignore[no-any-return]
-
-
-def get_context(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
-    return get_row(tx, account_id, session_id)["context"]  # type: ignore[no-any-return]
-
-
-# -- write helpers -------------------------------------------------------------------------
-
-
-def check_version(
-    version: int, *, if_match: int | str | None, expected_version: int | None
-) -> None:
-    """``if_match``: an int, ``"*"`` (anything), ``""`` (unparseable: never matches)."""
-    if if_match is not None and if_match != "*" and if_match != version:
-        raise PreconditionFailed(
-            f'If-Match does not match the current ETag "{version}"; re-read and retry',
-            details={"currentVersion": version},
-        )
-    if expected_version is not None and expected_version != version:
-        raise VersionConflict(
-            f"expectedVersion {expected_version} does not match lifecycleVersion {version}; "
-            "re-read the session and retry",
-            details={"currentVersion": version},
-        )
-
-
-_LOCK_ROW = (
-    sa.select(t.sessions)
-    .where(
-        t.sessions.c.id == sa.bindparam("session_id"),
-        t.sessions.c.account_id == sa.bindparam("account_id"),
-    )
-    .with_for_update()
-)
-
-
-def load_for_write(
-    tx: Tx,
-    account_id: str,
-    session_id: str,
-    *,
-    if_match: int | str | None = None,
-    expected_version: int | None = None,
-) -> dict[str, Any]:
-    """Lock the row, bring a passed TTL into the row, check the client's precondition."""
-    row = tx.conn.execute(_LOCK_ROW, {"session_id": session_id, "account_id": account_id}).first()
-    if row is None:
-        raise not_found(session_id)
-    data = dict(row._mapping)
-    if lifecycle.is_expired(data, tx.now):
-        _expire(tx, data)
-    check_version(data["lifecycle_version"], if_match=if_match, expected_version=expected_version)
-    return data
-
-
-_LOCK_LIGHT = (
-    sa.select(
-        t.sessions.c.id,
-        t.sessions.c.account_id,
-        t.sessions.c.workspace_id,
-        t.sessions.c.status,
-        t.sessions.c.expires_at,
-        t.sessions.c.lifecycle_version,
-        t.sessions.c.conversation,
-        t.sessions.c.message_count,
-    )
-    .where(
-        t.sessions.c.id == sa.bindparam("session_id"),
-        t.sessions.c.account_id == sa.bindparam("account_id"),
-    )
-    .with_for_update()
-)
-
-
-def lock_light(
-    tx: Tx, account_id: str, session_id: str, *, if_match: int | str | None = None
-) -> dict[str, Any]:
-    """``load_for_write`` for writes that change only columns outside ``doc`` (``touch``):
-    locks the row but reads only the few columns those writes need. Never pass its result
-    to ``write_fields``."""
-    found = tx.conn.execute(
-        _LOCK_LIGHT, {"session_id": session_id, "account_id": account_id}
-    ).first()
-    if found is None:
-        raise not_found(session_id)
-    row = dict(found._mapping)
-    if lifecycle.is_expired(row, tx.now):  # rare: materialize the expiry on the full row
-        return load_for_write(tx, account_id, session_id, if_match=if_match)
-    check_version(row["lifecycle_version"], if_match=if_match, expected_version=None)
-    return row
-
-
-def require_active(row: dict[str, Any]) -> None:
-    if row["status"] != "active":
-        raise not_active(row, row["status"])
-
-
-def write_fields(tx: Tx, row: dict[str, Any], values: dict[str, Any]) -> None:
-    """The one way to UPDATE a session row: it also rewrites ``doc`` from the new values
-    (unless only columns outside ``doc`` change; see ``touch`` for the hot path)."""
-    row.update(values)
-    if _UNRENDERED.issuperset(values):
-        tx.conn.execute(t.sessions.update().where(t.sessions.c.id == row["id"]).values(**values))
-        return
-    row["doc"] = session_doc(row)
-    tx.conn.execute(
-        t.sessions.update().where(t.sessions.c.id == row["id"]).values(**values, doc=row["doc"])
-    )
-
-
-# Columns that are not part of ``doc``: writing them needs no re-render.
-_UNRENDERED = frozenset(
-    {
-        "conversation",
-        "message_count",
-        "last_activity_at",
-        "summary_due",
-        "revert_undo",
-        "commit_head",
-        "environment_spec",
-    }
-)
-_TOUCH = (
-    t.sessions.update()
-    .where(t.sessions.c.id == sa.bindparam("_id"))
-    .values(
-        conversation=sa.bindparam("conversation"),
-        message_count=sa.bindparam("message_count"),
-        last_activity_at=sa.bindparam("last_activity_at"),
-    )
-)
-_TOUCH_ACTIVITY = (
-    t.sessions.update()
-    .where(t.sessions.c.id == sa.bindparam("_id"))
-    .values(last_activity_at=sa.bindparam("last_activity_at"))
-)
-
-
-def touch(tx: Tx, row: dict[str, Any], *, conversation: Any = None) -> None:
-    """Record activity (and, if given, a new conversation path with its message count)
-    without rewriting ``doc``: the hot path of appends and other session-scoped writes."""
-    row["last_activity_at"] = tx.now
-    if conversation is None:
-        tx.conn.execute(_TOUCH_ACTIVITY, {"_id": row["id"], "last_activity_at": tx.now})
-        return
-    row["conversation"] = conversation
-    row["message_count"] = conversation_path.count(conversation)
-    tx.conn.execute(
-        _TOUCH,
-        {
-            "_id": row["id"],
-            "conversation": conversation,
-            "message_count": row["message_count"],
-            "last_activity_at": tx.now,
-        },
-    )
-
-
-def _emit(tx: Tx, row: dict[str, Any], type: str, data: Any) -> None:
-    tx.emit(row["account_id"], type, data, session_id=row["id"], workspace_id=row["workspace_id"])
-
-
 def _emit_updated(tx: Tx, row: dict[str, Any], changes: Iterable[str]) -> None:
     fields = [CAMEL.get(c, c) for c in changes]
-    _emit(
+    kernel.emit(
         tx,
         row,
         "session.updated",
         {"changes": fields, "session": render_session(row, tx.now, context=False)},
     )
-
-
-def _expire(tx: Tx, row: dict[str, Any]) -> None:
-    write_fields(
-        tx,
-        row,
-        {
-            "status": "expired",
-            "lifecycle_version": row["lifecycle_version"] + 1,
-            "updated_at": tx.now,
-        },
-    )
-    _emit(tx, row, "session.status", {"from": "active", "to": "expired", "reason": "ttl"})
 
 
 def _replace_tags(tx: Tx, row: dict[str, Any], tags: list[str]) -> None:
@@ -348,7 +89,7 @@ def _apply(tx: Tx, row: dict[str, Any], changes: dict[str, Any]) -> list[str]:
         values["lifecycle_version"] = row["lifecycle_version"] + 1
     if "tags" in changed:
         _replace_tags(tx, row, changed["tags"])
-    write_fields(tx, row, values)
+    kernel.write_fields(tx, row, values)
     return [k for k in changed if k in VERSIONED_FIELDS or k == "expires_at"]
 
 
@@ -400,7 +141,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "updated_at": now,
         "last_activity_at": now,
         "closed_at": None,
-        "conversation": conversation_path.empty(),
+        "conversation": EMPTY_CONVERSATION,
         "summary_due": None,
         "revert_undo": None,
         "commit_head": None,
@@ -410,7 +151,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
     tx.conn.execute(t.sessions.insert(), row)
     if tags:
         _replace_tags(tx, row, tags)
-    _emit(tx, row, "session.created", {"session": render_session(row, now, context=False)})
+    kernel.emit(tx, row, "session.created", {"session": render_session(row, now, context=False)})
     return row
 
 
@@ -446,7 +187,7 @@ def update(
     if "ttl_seconds" in given:
         v.check_ttl(patch.ttl_seconds)
 
-    row = load_for_write(
+    row = kernel.load_for_write(
         tx, account_id, session_id, if_match=if_match, expected_version=patch.expected_version
     )
     before = row["status"]
@@ -463,11 +204,11 @@ def update(
             changes["expires_at"] = tx.now + patch.ttl_seconds * 1000 if patch.ttl_seconds else None
     needs_active = {k for k in given if k not in ALWAYS_PATCHABLE}
     if needs_active and status_after != "active":
-        raise not_active(row, status_after)
+        raise kernel.not_active(row, status_after)
 
     changed = _apply(tx, row, changes)
     if "status" in changed:
-        _emit(tx, row, "session.status", {"from": before, "to": row["status"]})
+        kernel.emit(tx, row, "session.status", {"from": before, "to": row["status"]})
     if changed:
         _emit_updated(tx, row, changed)
     return row
@@ -482,7 +223,7 @@ def update_tags(
     *,
     if_match: int | str | None = None,
 ) -> dict[str, Any]:
-    row = load_for_write(
+    row = kernel.load_for_write(
         tx, account_id, session_id, if_match=if_match, expected_version=body.expected_version
     )
     tags = list(row["tags"]) if body.set is None else v.clean_tags(limits, body.set, "set")
@@ -510,10 +251,10 @@ def _set_context(
     if_match: int | str | None,
     expected_version: int | None,
 ) -> dict[str, Any]:
-    row = load_for_write(
+    row = kernel.load_for_write(
         tx, account_id, session_id, if_match=if_match, expected_version=expected_version
     )
-    require_active(row)
+    kernel.require_active(row)
     new = v.check_json_object(limits, "context", compute(row["context"]))
     if _apply(tx, row, {"context": new}):
         _emit_updated(tx, row, ["context"])
@@ -575,13 +316,13 @@ def close(
     if_match: int | str | None = None,
     expected_version: int | None = None,
 ) -> dict[str, Any]:
-    row = load_for_write(
+    row = kernel.load_for_write(
         tx, account_id, session_id, if_match=if_match, expected_version=expected_version
     )
     lifecycle.check_close(row["status"])
     # summary_due queues the summary (summaries.service produces it after the commit).
     _apply(tx, row, {"status": "closed", "closed_at": tx.now, "summary_due": tx.now})
-    _emit(tx, row, "session.status", {"from": "active", "to": "closed"})
+    kernel.emit(tx, row, "session.status", {"from": "active", "to": "closed"})
     _emit_updated(tx, row, ["status"])
     return row
 
@@ -591,13 +332,13 @@ def delete(tx: Tx, account_id: str, session_id: str, *, if_match: int | str | No
 
     The ``session.deleted`` event is written after, so account-wide streams see it.
     """
-    row = load_for_write(tx, account_id, session_id, if_match=if_match)
-    conversation_store.release(tx, session_id)
+    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
+    refs.release(tx, session_id)
     for table in SESSION_OWNED:
         tx.conn.execute(table.delete().where(table.c.session_id == session_id))
     tx.conn.execute(t.events.delete().where(t.events.c.session_id == session_id))
     tx.conn.execute(t.sessions.delete().where(t.sessions.c.id == session_id))
-    _emit(tx, row, "session.deleted", {"id": session_id})
+    kernel.emit(tx, row, "session.deleted", {"id": session_id})
 
 
 def publish_custom(
@@ -615,9 +356,9 @@ def publish_custom(
         raise invalid("type", "must be custom.<name> with <name> of 1 to 90 of [A-Za-z0-9_.:-]")
     if v.json_size(data) > limits.event_data_bytes:
         raise invalid("data", f"at most {limits.event_data_bytes} bytes of JSON")
-    row = load_for_write(tx, account_id, session_id, if_match=if_match)
-    require_active(row)
-    _emit(tx, row, type, data)
+    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
+    kernel.emit(tx, row, type, data)
     return tx.events[-1]
 
 
@@ -646,5 +387,5 @@ def sweep_expired(tx: Tx, *, limit: int = 500) -> int:
         if row["ephemeral"]:
             delete(tx, row["account_id"], row["id"])
         else:
-            _expire(tx, row)
+            kernel.expire(tx, row)
     return len(rows)

@@ -9,10 +9,13 @@ from pydantic import BaseModel
 
 from sessiond.http.deps import Ctx, Reader
 from sessiond.http.respond import Json
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.summaries import service as summaries
 
-router = APIRouter(prefix="/v1/sessions", tags=["summaries"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute, prefix="/v1/sessions", tags=["summaries"], responses=ERRORS
+)
 
 
 class SummaryOut(BaseModel):

@@ -21,7 +21,7 @@ from sessiond.conversation.parts import text_of
 from sessiond.db import tables as t
 from sessiond.db.executor import Database, Tx
 from sessiond.errors import NotFound
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.sessions.render import render_session
 from sessiond.summaries.summarizer import Summarizer, Summary, SummaryInput, ToolUse
 from sessiond.workspace import trees
@@ -86,7 +86,7 @@ def _changed_paths(tx: Tx, account_id: str, ws: dict[str, Any]) -> list[str]:
 
 def gather(tx: Tx, account_id: str, session_id: str, *, scan: int) -> SummaryInput:
     """Everything a summarizer needs, read in one transaction and bounded by ``scan``."""
-    row = sessions.get_row(tx, account_id, session_id)
+    row = kernel.get_row(tx, account_id, session_id)
     path = row["conversation"]
     n = P.count(path)
     head = messages.fetch_range(tx, account_id, path, 1, min(FIRST_PAGE, n))
@@ -126,10 +126,10 @@ def gather(tx: Tx, account_id: str, session_id: str, *, scan: int) -> SummaryInp
 
 def store(tx: Tx, account_id: str, session_id: str, summary: Summary) -> bool:
     """Store the summary of a closed session if it is still due; emits ``session.updated``."""
-    row = sessions.load_for_write(tx, account_id, session_id)  # a racing producer waits
+    row = kernel.load_for_write(tx, account_id, session_id)  # a racing producer waits
     if row["summary_due"] is None:
         return False
-    sessions.write_fields(
+    kernel.write_fields(
         tx, row, {"summary": summary.as_json(), "summary_due": None, "updated_at": tx.now}
     )
     tx.emit(

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictInt, StrictStr
 
-from sessiond.models import ApiModel
+from sessiond.models import ApiModel, Declared, NotNull
 
 CONTENT_MAX = 10_000
 MAX_TASKS = 500
@@ -26,18 +26,19 @@ class TaskItem(ApiModel):
 
 
 class TaskList(ApiModel):
-    tasks: list[TaskItem]
+    tasks: Annotated[list[TaskItem], Declared(maxItems=MAX_TASKS)]
 
 
 class TaskCreate(ApiModel):
     content: Content
     status: TaskStatus = "pending"
     priority: Priority = "medium"
-    position: StrictInt | None = None  # 0-based insert index; omitted: appended
+    # 0-based insert index (at most the number of tasks); omitted: appended
+    position: Annotated[StrictInt, Declared(minimum=0)] | None = None
 
 
 class TaskPatch(ApiModel):
-    content: Content | None = None
-    status: TaskStatus | None = None
-    priority: Priority | None = None
-    position: StrictInt | None = None
+    content: Annotated[Content | None, NotNull] = None
+    status: Annotated[TaskStatus | None, NotNull] = None
+    priority: Annotated[Priority | None, NotNull] = None
+    position: Annotated[StrictInt | None, NotNull, Declared(minimum=0)] = None

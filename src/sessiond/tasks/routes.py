@@ -9,12 +9,18 @@ from fastapi import APIRouter, Request, Response
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.tasks import service
 from sessiond.tasks.models import TaskCreate, TaskList, TaskPatch
 from sessiond.tasks.schemas import TaskEnvelope, TaskListOut
 
-router = APIRouter(prefix="/v1/sessions/{session_id}/tasks", tags=["tasks"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute,
+    prefix="/v1/sessions/{session_id}/tasks",
+    tags=["tasks"],
+    responses=ERRORS,
+)
 
 
 def _list(tasks: list[dict[str, Any]]) -> Json:

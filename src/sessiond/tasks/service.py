@@ -2,7 +2,7 @@
 
 The list of a session is small (at most ``MAX_TASKS``), so every write loads it whole,
 computes the new list in order and writes only the rows that changed. Positions stay
-dense (``0..n-1``). Writes lock the session row (``sessions.lock_light``), so the
+dense (``0..n-1``). Writes lock the session row (``kernel.lock_light``), so the
 list of one session is changed by one request at a time, and each request that changes
 something emits exactly one ``task.updated`` event with the full list after it.
 """
@@ -17,7 +17,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, ValidationFailed, invalid
 from sessiond.ids import iso, new_id
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.tasks.models import MAX_TASKS, TaskCreate, TaskList, TaskPatch
 
 FIELDS = ("content", "status", "priority")
@@ -61,12 +61,12 @@ def list_for_session(tx: Tx, session_id: str) -> list[dict[str, Any]]:
 
 
 def list_tasks(tx: Tx, account_id: str, session_id: str) -> list[dict[str, Any]]:
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     return list_for_session(tx, session_id)
 
 
 def get(tx: Tx, account_id: str, session_id: str, task_id: str) -> dict[str, Any]:
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     for row in _rows(tx, session_id):
         if row["id"] == task_id:
             return render(row)
@@ -80,8 +80,8 @@ def _lock(
     tx: Tx, account_id: str, session_id: str, if_match: int | str | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Lock the active session; its task rows in order."""
-    session = sessions.lock_light(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(session)
+    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(session)
     return session, _rows(tx, session_id)
 
 
@@ -152,7 +152,7 @@ def _save(
         )
     rendered = [render(row) for row in after]
     if gone or added or moved:
-        sessions.touch(tx, session)
+        kernel.touch(tx, session)
         tx.emit(
             session["account_id"],
             "task.updated",

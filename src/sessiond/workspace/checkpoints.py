@@ -17,7 +17,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import InvalidTransition, NotFound, invalid
 from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.tasks import service as tasks
 from sessiond.workspace import trees
 from sessiond.workspace.objects import ObjectStore
@@ -47,8 +47,8 @@ def create(
         raise invalid("label", f"at most {LABEL_CHARS} characters")
     if description is not None and len(description) > DESCRIPTION_CHARS:
         raise invalid("description", f"at most {DESCRIPTION_CHARS} characters")
-    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     return take(tx, row, label=label, description=description)
 
 
@@ -64,7 +64,7 @@ def _row(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> dict[s
 
 
 def get(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> dict[str, Any]:
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     return render(_row(tx, account_id, session_id, checkpoint_id))
 
 
@@ -78,7 +78,7 @@ def list_page(
     tx: Tx, account_id: str, session_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The session's checkpoints, newest first."""
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     q = sa.select(cp).where(cp.c.session_id == session_id, cp.c.account_id == account_id)
     if cursor:
         q = q.where(cp.c.id < decode_cursor(cursor, "checkpoints")["id"])
@@ -112,7 +112,7 @@ def _set_files(tx: Tx, row: dict[str, Any], state: dict[str, Any]) -> bool:
             figures["linesRemoved"] += removed
     paths = [path for path, _a, _b in trees.diff(store, ws["head"], state["tree"])]
     ws.update(head=state["tree"], **figures)
-    sessions.write_fields(tx, row, {"workspace": ws})
+    kernel.write_fields(tx, row, {"workspace": ws})
     tx.emit(
         row["account_id"],
         "files.changed",
@@ -126,7 +126,7 @@ def _set_files(tx: Tx, row: dict[str, Any], state: dict[str, Any]) -> bool:
 def _set_state(tx: Tx, row: dict[str, Any], state: dict[str, Any]) -> None:
     """Context and task list from the state."""
     if row["context"] != state["context"]:
-        sessions.write_fields(
+        kernel.write_fields(
             tx,
             row,
             {
@@ -147,7 +147,7 @@ def apply_state(
         messages.move_head(tx, row, conversation)
     if scope == "all":
         _set_state(tx, row, state)
-    sessions.touch(tx, row)
+    kernel.touch(tx, row)
 
 
 def _check_scope(scope: str) -> None:
@@ -167,8 +167,8 @@ def restore(
     """Restore a checkpoint (after recording the current state). Returns the session row
     and the id of the undo checkpoint."""
     _check_scope(scope)
-    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     state = _row(tx, account_id, session_id, checkpoint_id)
     undo = take(tx, row, label="before restore", auto=True)
     apply_state(tx, row, state, scope, state["conversation"])
@@ -189,27 +189,25 @@ def state_before(
 
     A user message has the automatic checkpoint taken right before it; for another
     message, the automatic checkpoint of the closest user message before it is used.
+    Messages are shared by forks, so the checkpoint is looked up by message across the
+    account, not by session: a fork reverting to a message its parent appended finds the
+    parent's record of the state before it. The path is read backwards in growing
+    batches, so the usual case (the message, or one a few before it) costs one query.
     """
     path = row["conversation"]
     seq = messages.seq_of(tx, account_id, path, message_id)
-    candidates = tx.conn.execute(
-        sa.select(cp)
-        .where(cp.c.session_id == row["id"], cp.c.before_message_id.is_not(None))
-        .order_by(cp.c.id.desc())
-        .limit(500)
-    ).all()
-    best: tuple[int, dict[str, Any]] | None = None
-    for found in candidates:
-        state = dict(found._mapping)
-        try:
-            at = messages.seq_of(tx, account_id, path, state["before_message_id"])
-        except NotFound:
-            continue
-        if at <= seq and (best is None or at > best[0]):
-            best = (at, state)
-            if at == seq:
-                break
-    return seq, None if best is None else best[1]
+    last, batch = seq, 4
+    while last >= 1:
+        first = max(1, last - batch + 1)
+        at = {r.id: s for s, r in messages.fetch_range(tx, account_id, path, first, last)}
+        found = tx.conn.execute(
+            sa.select(cp).where(cp.c.account_id == account_id, cp.c.before_message_id.in_(at))
+        ).all()
+        if found:
+            best = max(found, key=lambda f: at[f.before_message_id])
+            return seq, dict(best._mapping)
+        last, batch = first - 1, min(batch * 4, 256)
+    return seq, None
 
 
 def revert(
@@ -223,8 +221,8 @@ def revert(
 ) -> dict[str, Any]:
     """The state as it was just before ``message_id``; the message leaves the path."""
     _check_scope(scope)
-    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     seq, state = state_before(tx, account_id, row, message_id)
     undo = take(tx, row, label="before revert", auto=True)
     conversation = P.cut(row["conversation"], seq - 1)
@@ -233,7 +231,7 @@ def revert(
             messages.move_head(tx, row, conversation)
     else:
         apply_state(tx, row, state, scope, conversation)
-    sessions.write_fields(tx, row, {"revert_undo": undo["id"]})
+    kernel.write_fields(tx, row, {"revert_undo": undo["id"]})
     tx.emit(
         account_id,
         "session.reverted",
@@ -248,13 +246,13 @@ def unrevert(
     tx: Tx, account_id: str, session_id: str, *, if_match: int | str | None = None
 ) -> dict[str, Any]:
     """Undo the last revert: back to the state recorded just before it."""
-    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     if row["revert_undo"] is None:
         raise InvalidTransition("nothing to unrevert: no revert since the last unrevert")
     state = _row(tx, account_id, session_id, row["revert_undo"])
     apply_state(tx, row, state, "all", state["conversation"])
-    sessions.write_fields(tx, row, {"revert_undo": None})
+    kernel.write_fields(tx, row, {"revert_undo": None})
     tx.emit(
         account_id,
         "session.reverted",

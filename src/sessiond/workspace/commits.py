@@ -18,7 +18,7 @@ from sessiond.errors import Conflict, invalid
 from sessiond.ids import iso
 from sessiond.models import ApiModel
 from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.workspace.diff import compute
 from sessiond.workspace.objects import ObjectStore
 
@@ -82,7 +82,7 @@ def summarize(tx: Tx, account_id: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def generate_summary(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
-    return summarize(tx, account_id, sessions.get_row(tx, account_id, session_id))
+    return summarize(tx, account_id, kernel.get_row(tx, account_id, session_id))
 
 
 def render(row: Any, parents: list[str], author: dict[str, str]) -> dict[str, Any]:
@@ -121,8 +121,8 @@ def create(
         raise invalid("message", "must not be empty (omit it to have one generated)")
     if message is not None and len(message) > MESSAGE_CHARS:
         raise invalid("message", f"at most {MESSAGE_CHARS} characters")
-    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     since, head = since_last(tx, row)
     if row["commit_head"] is not None and since == head:
         raise Conflict("nothing to commit: the working tree is as the last commit left it")
@@ -166,7 +166,7 @@ def record_pushed(tx: Tx, row: dict[str, Any], commit: Commit) -> None:
         "created_at": tx.now,
     }
     tx.conn.execute(c.insert(), values)
-    sessions.write_fields(tx, row, {"commit_head": sha})
+    kernel.write_fields(tx, row, {"commit_head": sha})
     name, _, email = commit.author.decode("utf-8", "replace").partition(" <")
     out = render(
         values, [p.decode() for p in commit.parents], {"name": name, "email": email.rstrip(">")}
@@ -200,7 +200,7 @@ def make(
         "created_at": tx.now,
     }
     tx.conn.execute(c.insert(), values)
-    sessions.write_fields(tx, row, {"commit_head": values["sha"]})
+    kernel.write_fields(tx, row, {"commit_head": values["sha"]})
     out = render(values, parents, who)
     tx.emit(
         row["account_id"],
@@ -225,7 +225,7 @@ def list_page(
     tx: Tx, account_id: str, session_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The session's commits, newest first."""
-    sessions.require_exists(tx, account_id, session_id)
+    kernel.require_exists(tx, account_id, session_id)
     q = sa.select(c).where(c.c.session_id == session_id, c.c.account_id == account_id)
     if cursor:
         pos = decode_cursor(cursor, "commits")

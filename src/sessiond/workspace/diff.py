@@ -19,7 +19,7 @@ from dulwich.patch import write_object_diff
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, invalid
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.workspace import checkpoints, trees
 from sessiond.workspace.objects import ObjectStore
 from sessiond.workspace.stats import is_binary, line_delta
@@ -52,7 +52,7 @@ def resolve(
     """A tree sha from ``base`` / ``head`` (the working tree) / a checkpoint or commit id.
     ``ws``: the session's workspace object, when the caller has read it already."""
     if ws is None:
-        ws = sessions.get_workspace(tx, account_id, session_id)
+        ws = kernel.get_workspace(tx, account_id, session_id)
     ref = ref or default
     if ref == "base":
         return str(ws["base"])
@@ -202,7 +202,7 @@ def compute(tx: Tx, account_id: str, a: str, b: str) -> dict[str, Any]:
 def diff(
     tx: Tx, account_id: str, session_id: str, from_: str | None, to: str | None
 ) -> dict[str, Any]:
-    ws = sessions.get_workspace(tx, account_id, session_id)
+    ws = kernel.get_workspace(tx, account_id, session_id)
     a = resolve(tx, account_id, session_id, from_, "base", "from", ws)
     b = resolve(tx, account_id, session_id, to, "head", "to", ws)
     return compute(tx, account_id, a, b)

@@ -7,7 +7,7 @@ from typing import Any
 from dulwich.objects import Blob
 
 from sessiond.db.executor import Tx
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.sessions import validation as v
 from sessiond.settings import Limits
 from sessiond.workspace import envspec, trees
@@ -17,7 +17,7 @@ READ_BYTES = 1024 * 1024  # larger files are not read for inference
 
 
 def get(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
-    spec: dict[str, Any] = sessions.get_row(tx, account_id, session_id)["environment_spec"] or {}
+    spec: dict[str, Any] = kernel.get_row(tx, account_id, session_id)["environment_spec"] or {}
     return spec
 
 
@@ -31,10 +31,10 @@ def put(
     if_match: int | str | None = None,
 ) -> dict[str, Any]:
     value = v.check_json_object(limits, "environmentSpec", spec)
-    row = sessions.load_for_write(tx, account_id, session_id, if_match=if_match)
-    sessions.require_active(row)
+    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
+    kernel.require_active(row)
     if row["environment_spec"] != value:
-        sessions.write_fields(tx, row, {"environment_spec": value, "last_activity_at": tx.now})
+        kernel.write_fields(tx, row, {"environment_spec": value, "last_activity_at": tx.now})
         tx.emit(
             account_id,
             "environmentSpec.updated",
@@ -47,7 +47,7 @@ def put(
 
 def generate(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
     """Infer the spec from the working tree's well-known files; nothing is written."""
-    root = sessions.get_row(tx, account_id, session_id)["workspace"]["head"]
+    root = kernel.get_row(tx, account_id, session_id)["workspace"]["head"]
     store = ObjectStore(tx, account_id)
     files: dict[str, str] = {}
     for name in envspec.KNOWN:

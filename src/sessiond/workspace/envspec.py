@@ -12,6 +12,8 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
+from sessiond.workspace import packages
+
 KNOWN = (
     "pyproject.toml",
     "setup.cfg",
@@ -70,18 +72,23 @@ class Spec:
                 current.append(v)
         self.cite(field, source)
 
+    def packages(self, found: list[packages.Package], source: str) -> list[str]:
+        """Add package entries (the first of a name in an ecosystem stands); their names."""
+        if not found:
+            return []
+        current = self.fields.setdefault("packages", [])
+        known = {(p["ecosystem"], p["name"]) for p in current}
+        for package in found:
+            if (package["ecosystem"], package["name"]) not in known:
+                known.add((package["ecosystem"], package["name"]))
+                current.append(package)
+        self.cite("packages", source)
+        return [p["name"] for p in found]
+
     def cite(self, field: str, source: str) -> None:
         paths = self.evidence.setdefault(field, [])
         if source not in paths:
             paths.append(source)
-
-
-def _req_name(line: str) -> str | None:
-    line = line.split("#", 1)[0].strip()
-    if not line or line.startswith(("-", "git+", "http")):
-        return None
-    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
-    return match.group(0).lower() if match else None
 
 
 def _version(spec: str) -> str | None:
@@ -99,13 +106,16 @@ def _python(files: dict[str, str], s: Spec) -> None:
             data = {}
         project = data.get("project", {})
         s.set("versions.python", _version(project.get("requires-python", "")), "pyproject.toml")
-        deps = [n for n in map(_req_name, project.get("dependencies", [])) if n]
-        for extra in project.get("optional-dependencies", {}).values():
-            deps += [n for n in map(_req_name, extra) if n]
+        declared = packages.requirement_list(project.get("dependencies"))
+        for extra in (project.get("optional-dependencies") or {}).values():
+            declared += packages.requirement_list(extra)
         tool = data.get("tool", {})
         poetry = tool.get("poetry", {})
         if poetry:
-            deps += [k.lower() for k in poetry.get("dependencies", {}) if k != "python"]
+            declared += packages.name_table(poetry.get("dependencies"), "pypi", ["python"])
+            for group in (poetry.get("group") or {}).values():
+                if isinstance(group, dict):
+                    declared += packages.name_table(group.get("dependencies"), "pypi")
             s.set(
                 "versions.python",
                 _version(poetry.get("dependencies", {}).get("python", "")),
@@ -116,7 +126,7 @@ def _python(files: dict[str, str], s: Spec) -> None:
             s.set("packageManager", "uv", "pyproject.toml")
         if "pdm" in tool:
             s.set("packageManager", "pdm", "pyproject.toml")
-        s.add("packages", deps, "pyproject.toml")
+        deps = s.packages(declared, "pyproject.toml")
         if "pytest" in deps or "pytest" in tool.get("pytest", {}) or "pytest" in tool:
             s.add("testCommands", ["pytest"], "pyproject.toml")
     for lock, manager in (("uv.lock", "uv"), ("poetry.lock", "poetry"), ("pdm.lock", "pdm")):
@@ -126,14 +136,14 @@ def _python(files: dict[str, str], s: Spec) -> None:
     if "Pipfile" in files:
         found = True
         s.set("packageManager", "pipenv", "Pipfile")
-        s.set(
-            "versions.python",
-            _version(
-                (re.search(r'python_version\s*=\s*"([^"]+)"', files["Pipfile"]) or [None, ""])[1]
-                or ""
-            ),
-            "Pipfile",
-        )
+        try:
+            pipfile = tomllib.loads(files["Pipfile"])
+        except tomllib.TOMLDecodeError:
+            pipfile = {}
+        requires = pipfile.get("requires") or {}
+        s.set("versions.python", _version(str(requires.get("python_version", ""))), "Pipfile")
+        for table in ("packages", "dev-packages"):
+            s.packages(packages.name_table(pipfile.get(table), "pypi"), "Pipfile")
     if "setup.cfg" in files:
         found = True
         text = files["setup.cfg"]
@@ -144,11 +154,7 @@ def _python(files: dict[str, str], s: Spec) -> None:
         )
         block = re.search(r"install_requires\s*=\s*\n((?:[ \t]+.+\n?)+)", text)
         if block:
-            s.add(
-                "packages",
-                [n for n in map(_req_name, block.group(1).splitlines()) if n],
-                "setup.cfg",
-            )
+            s.packages(packages.requirements_file(block.group(1)), "setup.cfg")
     if "setup.py" in files:
         found = True
         s.cite("language", "setup.py")
@@ -160,8 +166,7 @@ def _python(files: dict[str, str], s: Spec) -> None:
     ):
         if name in files:
             found = True
-            names = [n for n in map(_req_name, files[name].splitlines()) if n]
-            s.add("packages", names, name)
+            names = s.packages(packages.requirements_file(files[name]), name)
             s.set("packageManager", "pip", name)
             s.add("setupCommands", [f"pip install -r {name}"], name)
             if "pytest" in names:
@@ -203,12 +208,14 @@ def _node(files: dict[str, str], s: Spec) -> None:
         pkg = {}
     if not isinstance(pkg, dict):
         pkg = {}
-    deps = list(pkg.get("dependencies", {}) or {}) + list(pkg.get("devDependencies", {}) or {})
+    declared = packages.name_table(pkg.get("dependencies"), "npm")
+    declared += packages.name_table(pkg.get("devDependencies"), "npm")
+    deps = [p["name"] for p in declared]
     typescript = "typescript" in deps or "tsconfig.json" in files
     s.set("language", "typescript" if typescript else "javascript", "package.json")
     if "tsconfig.json" in files:
         s.cite("language", "tsconfig.json")
-    s.add("packages", deps, "package.json")
+    s.packages(declared, "package.json")
     s.set("versions.node", _version((pkg.get("engines") or {}).get("node", "")), "package.json")
     for name in (".nvmrc", ".node-version"):
         if name in files:
@@ -249,8 +256,7 @@ def _go(files: dict[str, str], s: Spec) -> None:
         _version((re.search(r"^go\s+(\S+)", text, re.M) or [None, ""])[1] or ""),
         "go.mod",
     )
-    requires = re.findall(r"^\s*([\w./-]+\.[\w./-]+)\s+v[\w.+-]+", text, re.M)
-    s.add("packages", requires, "go.mod")
+    s.packages(packages.go_mod(text), "go.mod")
     s.set("packageManager", "go modules", "go.mod")
     s.add("setupCommands", ["go mod download"], "go.mod")
     s.add("testCommands", ["go test ./..."], "go.mod")
@@ -267,8 +273,8 @@ def _rust(files: dict[str, str], s: Spec) -> None:
     s.set(
         "versions.rust", _version((data.get("package") or {}).get("rust-version", "")), "Cargo.toml"
     )
-    deps = list(data.get("dependencies", {})) + list(data.get("dev-dependencies", {}))
-    s.add("packages", deps, "Cargo.toml")
+    declared = packages.name_table(data.get("dependencies"), "cargo")
+    s.packages(declared + packages.name_table(data.get("dev-dependencies"), "cargo"), "Cargo.toml")
     s.set("packageManager", "cargo", "Cargo.toml")
     s.add("setupCommands", ["cargo build"], "Cargo.toml")
     s.add("testCommands", ["cargo test"], "Cargo.toml")
@@ -278,7 +284,7 @@ def _ruby(files: dict[str, str], s: Spec) -> None:
     if "Gemfile" not in files:
         return
     text = files["Gemfile"]
-    gems = re.findall(r"""^\s*gem\s+['"]([^'"]+)['"]""", text, re.M)
+    gems = [p["name"] for p in packages.gemfile(text)]
     s.set("language", "ruby", "Gemfile")
     s.set(
         "versions.ruby",
@@ -287,7 +293,7 @@ def _ruby(files: dict[str, str], s: Spec) -> None:
     )
     if ".ruby-version" in files:
         s.set("versions.ruby", _version(files[".ruby-version"]), ".ruby-version")
-    s.add("packages", gems, "Gemfile")
+    s.packages(packages.gemfile(text), "Gemfile")
     s.set("packageManager", "bundler", "Gemfile")
     s.add("setupCommands", ["bundle install"], "Gemfile")
     s.add(

@@ -13,6 +13,7 @@ from sessiond.conversation import messages
 from sessiond.conversation import path as P
 from sessiond.db.executor import Tx
 from sessiond.errors import ValidationFailed
+from sessiond.sessions import kernel
 from sessiond.sessions import service as sessions
 from sessiond.sessions.models import SessionCreate
 from sessiond.settings import Limits
@@ -41,7 +42,7 @@ def fork(
             [{"field": "messageId", "message": "give checkpointId or messageId, not both"}]
         )
     ObjectStore(tx, account_id)  # holds off garbage collection until this commits
-    parent = sessions.load_for_write(tx, account_id, session_id)
+    parent = kernel.load_for_write(tx, account_id, session_id)
     if checkpoint_id is not None:
         state = checkpoints._row(tx, account_id, session_id, checkpoint_id)
         conversation = state["conversation"]
@@ -67,7 +68,7 @@ def fork(
     )
     child = sessions.create(tx, limits, account_id, spec)
     ws = dict(child["workspace"], head=state["tree"], base=state["tree"])
-    sessions.write_fields(
+    kernel.write_fields(
         tx,
         child,
         {

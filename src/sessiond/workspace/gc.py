@@ -9,6 +9,10 @@ its whole transaction. So collection never overlaps a transaction that is about 
 reference an object: it waits for those to commit (and then sees their references), and
 writers that start later wait for it (and re-insert anything they need). On SQLite the
 single writer thread serializes the two anyway.
+
+Each account is collected in a transaction of its own (``collect_all``): the exclusive
+lock, and on SQLite the only writer, is held for one account's mark and sweep at a time,
+so writers get their turn between accounts.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import sqlalchemy as sa
 from dulwich.objects import Commit, Tree
 
 from sessiond.db import tables as t
-from sessiond.db.executor import Tx
+from sessiond.db.executor import Database, Tx
 from sessiond.workspace.objects import GC_LOCK_KEY, ObjectStore
 from sessiond.workspace.trees import EMPTY_TREE
 
@@ -91,7 +95,7 @@ def _mark(store: ObjectStore, trees_: set[str], commits: set[str]) -> set[str]:
     return live
 
 
-def collect_account(tx: Tx, account_id: str, result: Result) -> None:
+def _sweep(tx: Tx, account_id: str, result: Result) -> None:
     store = ObjectStore(tx, account_id)
     live = _mark(store, *_roots(tx, account_id))
     result.marked += len(live)
@@ -101,18 +105,29 @@ def collect_account(tx: Tx, account_id: str, result: Result) -> None:
         chunk = dead[i : i + CHUNK]
         tx.conn.execute(g.delete().where(g.c.account_id == account_id, g.c.sha.in_(chunk)))
     result.deleted += len(dead)
+    result.accounts += 1
 
 
-def collect(tx: Tx, account_id: str | None = None) -> Result:
-    """Delete every unreachable object (of one account, or all). One transaction."""
+def collect(tx: Tx, account_id: str) -> Result:
+    """Delete every unreachable object of one account. One transaction, exclusive of
+    every writer that uses the object store."""
     if tx.is_postgres:
         tx.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": GC_LOCK_KEY})
     result = Result()
-    if account_id is None:
-        accounts = list(tx.conn.execute(sa.select(g.c.account_id).distinct()).scalars())
-    else:
-        accounts = [account_id]
-    for account in accounts:
-        collect_account(tx, account, result)
-        result.accounts += 1
+    _sweep(tx, account_id, result)
     return result
+
+
+def accounts_with_objects(tx: Tx) -> list[str]:
+    return list(tx.conn.execute(sa.select(g.c.account_id).distinct()).scalars())
+
+
+def collect_all(db: Database) -> Result:
+    """Collect every account, one transaction each (blocking: run it off the event loop)."""
+    total = Result()
+    for account_id in db.read_sync(accounts_with_objects):
+        one = db.write_sync(collect, account_id)
+        total.accounts += one.accounts
+        total.marked += one.marked
+        total.deleted += one.deleted
+    return total

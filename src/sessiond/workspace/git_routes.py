@@ -14,15 +14,22 @@ from sessiond.auth.principal import Principal
 from sessiond.errors import NotFound
 from sessiond.http.deps import Ctx, _secret
 from sessiond.http.errors import error_response
+from sessiond.http.routing import StrictRoute, raw_body
 from sessiond.workspace import githttp
 
-router = APIRouter(tags=["git"])
+router = APIRouter(route_class=StrictRoute, tags=["git"])
 
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="sessiond"'}
 
 
 class GitResponse(Response):
-    """Runs dulwich's WSGI app (through a2wsgi) for this one request."""
+    """Runs dulwich's WSGI app (through a2wsgi) for this one request.
+
+    The ASGI server has already decoded a ``Transfer-Encoding: chunked`` body (git sends
+    pushes over ``http.postBuffer``, 1 MiB, that way); the header is dropped so dulwich
+    does not decode it a second time. Without it and without ``Content-Length``, dulwich
+    reads the body to its end (the edge middleware caps it at the file limit).
+    """
 
     def __init__(self, app: Any, path: str) -> None:
         super().__init__()
@@ -30,7 +37,10 @@ class GitResponse(Response):
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        inner = dict(scope, path=self.path, raw_path=self.path.encode(), root_path="")
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"transfer-encoding"]
+        inner = dict(
+            scope, path=self.path, raw_path=self.path.encode(), root_path="", headers=headers
+        )
         await self.app(inner, receive, send)
 
 
@@ -60,6 +70,7 @@ async def _principal(request: Request, ctx: Ctx) -> Principal | None:
 @router.api_route(
     "/v1/sessions/{session_id}/git/{rest:path}", methods=["GET", "POST"], include_in_schema=False
 )
+@raw_body
 async def git(session_id: str, rest: str, request: Request, ctx: Ctx) -> Response:
     """``git clone|fetch|pull|push https://<server>/v1/sessions/<id>/git`` with the API key
     as the password. ``main`` is the working tree; only ``main`` can be pushed."""

@@ -6,7 +6,8 @@ it through a2wsgi, with output coalesced into ~64 KiB writes. ``main`` is the wo
 tree: committed on the fly when it changed since the last commit. A push to ``main`` is
 applied inside dulwich's ``update`` hook, in one database transaction: the new objects,
 the working tree, the commit list, ``files.changed`` — or refused with a message the git
-client prints (another ref, a deletion, a working tree that moved since the fetch).
+client prints (another ref, a deletion, a working tree that moved since the fetch, a
+pushed tree that breaks the workspace path rules), with nothing written.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from dulwich.server import DictBackend
 from dulwich.web import make_wsgi_chain
 
 from sessiond.db.executor import Database, Tx
-from sessiond.errors import SessionNotActive
-from sessiond.sessions import service as sessions
-from sessiond.workspace import commits, trees
+from sessiond.errors import InvalidPath, SessionNotActive
+from sessiond.sessions import kernel
+from sessiond.workspace import commits, paths, trees
 from sessiond.workspace.objects import ObjectStore
 from sessiond.workspace.service import write_changes
 
@@ -59,7 +60,7 @@ def prepare(tx: Tx, account_id: str, session_id: str) -> tuple[str, Commit | Non
     """``main`` for this request: an active session's working tree is committed if it
     changed since the last commit; a read-only one gets an unsaved commit (returned, to
     live in the request's repository only)."""
-    row = sessions.load_for_write(tx, account_id, session_id)
+    row = kernel.load_for_write(tx, account_id, session_id)
     ObjectStore(tx, account_id)  # holds off garbage collection until this commits
     if row["status"] == "active":
         return commits.ensure_commit(tx, row, "Working tree"), None
@@ -92,8 +93,9 @@ def load(tx: Tx, account_id: str, head: str, unsaved: Commit | None) -> MemoryRe
 def apply_push(
     tx: Tx, account_id: str, session_id: str, repo: MemoryRepo, old: str, new: str
 ) -> None:
-    """Make pushed commit ``new`` the working tree (the session must still be at ``old``)."""
-    row = sessions.load_for_write(tx, account_id, session_id)
+    """Make pushed commit ``new`` the working tree (the session must still be at ``old``,
+    and the trees of ``new`` and of every pushed commit must follow the path rules)."""
+    row = kernel.load_for_write(tx, account_id, session_id)
     if row["status"] != "active":
         raise HookError(f"session {session_id} is {row['status']} and accepts no pushes")
     if row["commit_head"] != old:
@@ -104,6 +106,7 @@ def apply_push(
         raise HookError("main must point to a commit")
     known = set(_reachable(store, old)) if old else set()
     fresh = [repo.object_store[sha] for sha in repo.object_store if sha.decode() not in known]
+    _check_trees(repo, [commit, *(obj for obj in fresh if isinstance(obj, Commit))])
     store.add(fresh)
     old_tree = commits.tree_of(store, old) if old else trees.EMPTY_TREE
     if old_tree != row["workspace"]["head"]:
@@ -112,6 +115,19 @@ def apply_push(
     changes = {path: b for path, _a, b in trees.diff(store, old_tree, new_tree)}
     write_changes(tx, row, store, changes, [], reason="push")
     commits.record_pushed(tx, row, commit)
+
+
+def _check_trees(repo: MemoryRepo, pushed: list[Commit]) -> None:
+    """Refuse the push (``HookError``, printed by git) if the tree of any pushed commit
+    breaks the workspace path rules anywhere (``paths.check_tree``)."""
+    try:
+        paths.check_tree(
+            lambda sha: repo.object_store[ObjectID(sha.encode())],
+            *dict.fromkeys(c.tree.decode() for c in pushed),
+            has=lambda sha: ObjectID(sha.encode()) in repo.object_store,
+        )
+    except InvalidPath as exc:
+        raise HookError(f"refused: {exc.message}") from None
 
 
 class UpdateHook(Hook):

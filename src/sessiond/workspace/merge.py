@@ -1,16 +1,21 @@
 """Three-way merge of one session's files into another's.
 
-Both sides' working trees are committed first (if they changed since their last
-commit), the merge base is the nearest common ancestor commit (as git computes it; with
-no common commit, the source's base — the fork point), text files merge line by line
-(merge3), and the result lands on the target's working tree with a merge commit whose
-parents are the target's and the source's commits. A second merge therefore brings only
-what is new.
+The merge base is the nearest common ancestor of the two sessions' last commits (as git
+computes it; with no common commit, the source's base — the fork point); the two working
+trees merge against it, text files line by line (merge3). When the source has nothing the
+target lacks the answer is ``up_to_date`` and nothing is written. Otherwise both working
+trees are committed (if they changed since their last commit) and the result lands on the
+target's working tree with a merge commit whose parents are the target's and the source's
+commits, so a second merge brings only what is new. ``status`` is ``merged``, or
+``conflicts`` when ``markers`` wrote conflict markers (``ours``/``theirs`` resolve every
+conflict; the resolved paths are listed either way). Every entry the merge writes follows
+the workspace path rules, or nothing is written (422 ``invalid_path``).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from typing import Any
 
 import merge3
@@ -18,8 +23,8 @@ from dulwich.objects import Blob, Commit
 
 from sessiond.db.executor import Tx
 from sessiond.errors import MergeConflict, invalid
-from sessiond.sessions import service as sessions
-from sessiond.workspace import commits, trees
+from sessiond.sessions import kernel
+from sessiond.workspace import commits, paths, trees
 from sessiond.workspace.objects import ObjectStore
 from sessiond.workspace.service import write_changes
 from sessiond.workspace.stats import is_binary
@@ -158,6 +163,35 @@ def merge_trees(
     return changes, blobs, conflicts
 
 
+def _check_changes(
+    store: ObjectStore, changes: dict[str, trees.Entry | None], blobs: list[Blob]
+) -> None:
+    """``InvalidPath`` unless every entry the merge writes follows the path rules: the
+    source's tree may predate them, and a conflict resolved with their side's text keeps
+    our mode (their file's content can become our symlink's target)."""
+    new = {blob.id.decode(): blob for blob in blobs}
+    for path, entry in changes.items():
+        if entry is not None:
+            paths.check_entry(path, entry[0], partial(_data, store, new, entry[1]))
+
+
+def _data(store: ObjectStore, new: dict[str, Blob], sha: str) -> bytes:
+    blob = new.get(sha)
+    return (blob if blob is not None else store.get(sha)).as_raw_string()
+
+
+def _base_tree(store: ObjectStore, source: dict[str, Any], target: dict[str, Any]) -> str:
+    """The tree of the merge base: the nearest common ancestor of the two sessions' last
+    commits (a working tree committed for the merge would only be a child of its last
+    commit, so it cannot change the answer), else the source's base — the fork point."""
+    ours, theirs = target["commit_head"], source["commit_head"]
+    if ours is not None and theirs is not None:
+        found = merge_base(store, ours, theirs)
+        if found is not None:
+            return _tree(store, found)
+    return str(source["workspace"]["base"])
+
+
 def merge(
     tx: Tx,
     account_id: str,
@@ -169,30 +203,30 @@ def merge(
     """Merge ``source_id``'s changes into ``target_id`` (default: the source's parent)."""
     if strategy not in STRATEGIES:
         raise invalid("strategy", "one of fail, ours, theirs, markers")
-    source = sessions.load_for_write(tx, account_id, source_id)
+    source = kernel.load_for_write(tx, account_id, source_id)
     if target_id is None:
         if source["parent_id"] is None:
             raise invalid("targetSessionId", "this session has no parent: name the target")
         target_id = source["parent_id"]
     if target_id == source_id:
         raise invalid("targetSessionId", "a session cannot be merged into itself")
-    target = sessions.load_for_write(tx, account_id, target_id)
-    sessions.require_active(target)
+    target = kernel.load_for_write(tx, account_id, target_id)
+    kernel.require_active(target)
     store = ObjectStore(tx, account_id)
-    theirs_commit = commits.ensure_commit(tx, source, f"Snapshot of {source_id} for a merge")
-    ours_commit = commits.ensure_commit(tx, target, f"Snapshot of {target_id} before a merge")
-    base_commit = merge_base(store, ours_commit, theirs_commit)
-    if base_commit == theirs_commit:
-        return {"status": "up_to_date", "commit": None, "conflicts": [], "files": []}
-    base_tree = _tree(store, base_commit) if base_commit else source["workspace"]["base"]
-    ours_tree, theirs_tree = _tree(store, ours_commit), _tree(store, theirs_commit)
+    base_tree = _base_tree(store, source, target)
+    ours_tree, theirs_tree = target["workspace"]["head"], source["workspace"]["head"]
     changes, blobs, conflicts = merge_trees(store, base_tree, ours_tree, theirs_tree, strategy)
+    if not changes and not conflicts:  # the source has nothing the target lacks
+        return {"status": "up_to_date", "commit": None, "conflicts": [], "files": []}
     if conflicts and strategy == "fail":
         raise MergeConflict(
             f"{len(conflicts)} conflicting path(s); nothing was written. Merge again with "
             "strategy ours, theirs or markers, or resolve the files first",
             details={"conflicts": conflicts},
         )
+    _check_changes(store, changes, blobs)
+    theirs_commit = commits.ensure_commit(tx, source, f"Snapshot of {source_id} for a merge")
+    ours_commit = commits.ensure_commit(tx, target, f"Snapshot of {target_id} before a merge")
     write_changes(tx, target, store, changes, blobs, reason="merge")
     title = message or f"Merge session {source_id} into {target_id}"
     commit = commits.make(
@@ -203,8 +237,10 @@ def merge(
         title,
         dict(commits.DEFAULT_AUTHOR),
     )
+    # ``conflicts`` means markers were written; ours/theirs resolved every conflict (the
+    # resolved paths are still listed).
     result = {
-        "status": "conflicts" if conflicts else "merged",
+        "status": "conflicts" if conflicts and strategy == "markers" else "merged",
         "commit": commit,
         "conflicts": conflicts,
         "files": sorted(changes),

@@ -13,14 +13,23 @@ from pydantic import BaseModel, ConfigDict
 from sessiond.errors import invalid
 from sessiond.http.deps import Ctx, Reader, Writer
 from sessiond.http.respond import Json
+from sessiond.http.routing import StrictRoute, raw_body
 from sessiond.http.schemas import ERRORS
+from sessiond.models import Declared
 from sessiond.workspace import diff as diffs
 from sessiond.workspace import service as files
 from sessiond.workspace import snapshot
-from sessiond.workspace.models import Batch, DeleteOp
-from sessiond.workspace.paths import check_path
+from sessiond.workspace.models import PATH_PATTERN, Batch, DeleteOp, Path, Ref
+from sessiond.workspace.paths import PATH_BYTES, check_path
+from sessiond.workspace.service import MANIFEST_MAX_LIMIT
 
-router = APIRouter(prefix="/v1/sessions/{session_id}", tags=["files"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute, prefix="/v1/sessions/{session_id}", tags=["files"], responses=ERRORS
+)
+
+
+# ``?path=`` of the manifest: the root (empty) or a directory, a trailing ``/`` allowed.
+DIRECTORY_PATTERN = f"^(?:{PATH_PATTERN[1:-1]}/?)?$"
 
 
 class FileEntry(BaseModel):
@@ -70,10 +79,10 @@ async def list_files(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    path: str = "",
+    path: Annotated[str, Declared(pattern=DIRECTORY_PATTERN, maxLength=PATH_BYTES + 1)] = "",
     recursive: bool = False,
-    at: str | None = None,
-    limit: int | None = None,
+    at: Ref = None,
+    limit: Annotated[int | None, Declared(minimum=1, maximum=MANIFEST_MAX_LIMIT)] = None,
     cursor: str | None = None,
 ) -> Response:
     """The working tree's entries under ``path`` (the root by default); ``recursive=true``
@@ -83,7 +92,7 @@ async def list_files(
         files.list_files,
         principal.account_id,
         session_id,
-        path=path.strip("/"),
+        path=path[:-1] if len(path) > 1 and path.endswith("/") else path,  # dir/ is dir
         recursive=recursive,
         at=at or None,
         limit=limit,
@@ -93,7 +102,7 @@ async def list_files(
 
 
 @router.get("/files/{path:path}", response_class=Response)
-async def read_file(session_id: str, path: str, ctx: Ctx, principal: Reader) -> Response:
+async def read_file(session_id: str, path: Path, ctx: Ctx, principal: Reader) -> Response:
     """The file's bytes; ``ETag`` is its blob sha."""
     data, sha = await ctx.db.read(files.read_file, principal.account_id, session_id, path)
     media = mimetypes.guess_type(path)[0] or "application/octet-stream"
@@ -101,8 +110,9 @@ async def read_file(session_id: str, path: str, ctx: Ctx, principal: Reader) -> 
 
 
 @router.put("/files/{path:path}", response_model=FileEnvelope)
+@raw_body
 async def write_file(
-    session_id: str, path: str, request: Request, ctx: Ctx, principal: Writer
+    session_id: str, path: Path, request: Request, ctx: Ctx, principal: Writer
 ) -> Response:
     """Write the raw request body to ``path``. ``If-Match: "<sha>"`` makes it a
     compare-and-set (412 when the file changed); ``If-None-Match: *`` creates only."""
@@ -123,7 +133,7 @@ async def write_file(
 
 @router.delete("/files/{path:path}", status_code=204)
 async def delete_file(
-    session_id: str, path: str, request: Request, ctx: Ctx, principal: Writer
+    session_id: str, path: Path, request: Request, ctx: Ctx, principal: Writer
 ) -> Response:
     """Delete the file; ``If-Match: "<sha>"`` makes it conditional."""
     check_path(path, "path")
@@ -164,14 +174,23 @@ class DiffOut(BaseModel):
     summary: dict[str, int]
 
 
-@router.get("/diff", response_model=DiffOut)
+@router.get(
+    "/diff",
+    response_model=DiffOut,
+    responses={
+        200: {
+            "description": "the changes: JSON, or with ``format=patch`` a git-format patch",
+            "content": {"text/x-diff": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def diff(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    format: str = "json",
+    from_: Annotated[Ref, Query(alias="from")] = None,
+    to: Ref = None,
+    format: Annotated[str, Declared(enum=["json", "patch"])] = "json",
 ) -> Response:
     """Changes from ``from`` (default: the base) to ``to`` (default: the working tree);
     each may be ``base``, ``head`` or a checkpoint id. ``format=patch`` answers a
@@ -185,9 +204,7 @@ async def diff(
 
 
 @router.get("/snapshot", response_class=StreamingResponse)
-async def get_snapshot(
-    session_id: str, ctx: Ctx, principal: Reader, at: str | None = None
-) -> Response:
+async def get_snapshot(session_id: str, ctx: Ctx, principal: Reader, at: Ref = None) -> Response:
     """The files as a gzip tar (the working tree, or checkpoint ``at``)."""
     archive = await ctx.db.read(snapshot.build, principal.account_id, session_id, at)
 

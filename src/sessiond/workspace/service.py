@@ -29,7 +29,7 @@ from sessiond.errors import (
     invalid,
 )
 from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.settings import Limits
 from sessiond.workspace import trees
 from sessiond.workspace.diff import resolve
@@ -50,7 +50,7 @@ def file_not_found(path: str) -> NotFound:
 
 
 def _head(tx: Tx, account_id: str, session_id: str) -> str:
-    return str(sessions.get_workspace(tx, account_id, session_id)["head"])
+    return str(kernel.get_workspace(tx, account_id, session_id)["head"])
 
 
 def _sizes(tx: Tx, account_id: str, shas: list[str]) -> dict[str, int]:
@@ -316,8 +316,8 @@ def apply_operations(
     """Apply ``ops`` atomically. ``if_match_sha`` / ``if_none_match`` guard a single-path
     write or delete (412 when the file is not as expected). Returns the per-operation
     results and the session's new ``workspace`` object."""
-    row = sessions.load_for_write(tx, account_id, session_id)
-    sessions.require_active(row)
+    row = kernel.load_for_write(tx, account_id, session_id)
+    kernel.require_active(row)
     store = ObjectStore(tx, account_id)
     ws = dict(row["workspace"])
     root = ws["head"]
@@ -357,7 +357,7 @@ def write_changes(
     new_root = trees.apply(store, root, changes)
     ws.update(head=new_root, **figures)
     if new_root != root or ws != row["workspace"]:
-        sessions.write_fields(tx, row, {"workspace": ws, "last_activity_at": tx.now})
+        kernel.write_fields(tx, row, {"workspace": ws, "last_activity_at": tx.now})
         data: dict[str, Any] = {"paths": sorted(changes), "workspace": ws}
         if reason is not None:
             data["reason"] = reason

@@ -1,4 +1,8 @@
-"""Snapshot: the files of a tree as a gzip tar (spooled to disk above 8 MiB)."""
+"""Snapshot: the files of a tree as a gzip tar (spooled to disk above 8 MiB).
+
+Defense in depth: an entry that breaks the workspace path rules (a tree stored before
+they applied to every tree) is left out, so the archive never extracts outside its root.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,17 @@ import tempfile
 from typing import IO
 
 from sessiond.db.executor import Tx
-from sessiond.workspace import trees
+from sessiond.workspace import paths, trees
 from sessiond.workspace.diff import resolve
 from sessiond.workspace.objects import ObjectStore
 
 SPOOL_BYTES = 8 * 1024 * 1024
+
+
+def _extractable(store: ObjectStore, item: trees.Item) -> bool:
+    """Whether ``item`` follows the path rules (a symlink's target stays inside too)."""
+    reason = paths.entry_reason(item.path, item.mode, lambda: store.get(item.sha).as_raw_string())
+    return reason is None
 
 
 def build(tx: Tx, account_id: str, session_id: str, at: str | None) -> IO[bytes]:
@@ -23,6 +33,8 @@ def build(tx: Tx, account_id: str, session_id: str, at: str | None) -> IO[bytes]
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (the caller closes it)
     with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         for item in trees.walk(store, root, "", recursive=True):
+            if not _extractable(store, item):
+                continue
             data = store.get(item.sha).as_raw_string()
             info = tarfile.TarInfo(item.path)
             info.mtime = 0

@@ -14,7 +14,7 @@ from dulwich.objects import Blob
 
 from sessiond.db.executor import Tx
 from sessiond.errors import ValidationFailed, invalid
-from sessiond.sessions import service as sessions
+from sessiond.sessions import kernel
 from sessiond.settings import Limits
 from sessiond.workspace import checkpoints, trees
 from sessiond.workspace.objects import ObjectStore
@@ -52,8 +52,10 @@ def check(source: dict[str, Any] | None) -> None:
         if unknown:
             raise invalid(f"source.{sorted(unknown)[0]}", "unknown field (check the spelling)")
         for key in keys:
-            if not isinstance(source[key], str):
-                raise invalid(f"source.{key}", "must be a string")
+            if not isinstance(source[key], str) or not source[key]:
+                raise invalid(f"source.{key}", "must be an id (a non-empty string)")
+        if "sessionId" in keys and "session_id" in keys:
+            raise invalid("source.session_id", "give sessionId once")
         return
     raise invalid("source", 'one of {"sessionId", "checkpointId"?} or {"files": {...}}')
 
@@ -77,15 +79,15 @@ def apply(
         tree = trees.apply(store, trees.EMPTY_TREE, changes)
     else:
         ObjectStore(tx, account_id)  # holds off garbage collection until this commits
-        source_id = source.get("sessionId") or source["session_id"]
-        checkpoint_id = source.get("checkpointId") or source.get("checkpoint_id")
-        origin = sessions.get_row(tx, account_id, source_id)
+        source_id = str(source.get("sessionId", source.get("session_id")))
+        checkpoint_id: str | None = source.get("checkpointId", source.get("checkpoint_id"))
+        origin = kernel.get_row(tx, account_id, source_id)
         if checkpoint_id is not None:
             tree = checkpoints.tree_at(tx, account_id, source_id, checkpoint_id)
         else:
             tree = origin["workspace"]["head"]
     ws = dict(row["workspace"], head=tree, base=tree)
-    sessions.write_fields(tx, row, {"workspace": ws})
+    kernel.write_fields(tx, row, {"workspace": ws})
     tx.emit(
         account_id,
         "files.changed",

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictStr
 
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created, with_etag
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.models import ApiModel
-from sessiond.pagination import check_limit
+from sessiond.models import CHAR, NON_SPACE, ApiModel, Declared
+from sessiond.pagination import Limit, check_limit
+from sessiond.sessions.models import JsonObject, Tag, Title
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import SessionEnvelope
 from sessiond.workspace import checkpoints, commits, environment
@@ -20,29 +22,46 @@ from sessiond.workspace import merge as merges
 from sessiond.workspace.commits import Author
 from sessiond.workspace.fork import fork
 
-router = APIRouter(prefix="/v1/sessions/{session_id}", tags=["versions"], responses=ERRORS)
+router = APIRouter(
+    route_class=StrictRoute, prefix="/v1/sessions/{session_id}", tags=["versions"], responses=ERRORS
+)
+
+
+Scope = Annotated[StrictStr, Declared(enum=list(checkpoints.SCOPES))]
+Label = Annotated[StrictStr, Declared(maxLength=checkpoints.LABEL_CHARS)]
+Description = Annotated[StrictStr, Declared(maxLength=checkpoints.DESCRIPTION_CHARS)]
 
 
 class CheckpointCreate(ApiModel):
-    label: StrictStr | None = None
-    description: StrictStr | None = None
+    label: Label | None = None
+    description: Description | None = None
 
 
 class RestoreBody(ApiModel):
     checkpoint_id: StrictStr
-    scope: StrictStr = "all"
+    scope: Scope = "all"
 
 
 class RevertBody(ApiModel):
     message_id: StrictStr
-    scope: StrictStr = "all"
+    scope: Scope = "all"
 
 
 class ForkBody(ApiModel):
+    # a checkpoint or a message, not both
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["checkpointId", "messageId"],
+                "properties": {"checkpointId": {"type": "string"}, "messageId": {"type": "string"}},
+            }
+        }
+    )
+
     checkpoint_id: StrictStr | None = None
     message_id: StrictStr | None = None
-    title: StrictStr | None = None
-    tags: list[StrictStr] | None = None
+    title: Title | None = None
+    tags: list[Tag] | None = None
 
 
 class CheckpointOut(BaseModel):
@@ -100,7 +119,7 @@ async def list_checkpoints(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    limit: int | None = None,
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """Newest first (automatic ones included: ``auto: true``)."""
@@ -203,7 +222,14 @@ async def fork_session(
 
 
 class CommitBody(ApiModel):
-    message: StrictStr | None = None
+    # not blank (omit it to have one generated)
+    message: (
+        Annotated[
+            StrictStr,
+            Declared(pattern=f"^{CHAR}*{NON_SPACE}{CHAR}*$", maxLength=commits.MESSAGE_CHARS),
+        ]
+        | None
+    ) = None
     author: Author | None = None
 
 
@@ -245,7 +271,7 @@ async def list_commits(
     session_id: str,
     ctx: Ctx,
     principal: Reader,
-    limit: int | None = None,
+    limit: Limit = None,
     cursor: str | None = None,
 ) -> Response:
     """The session's commits, newest first."""
@@ -260,7 +286,7 @@ async def list_commits(
 
 
 class EnvironmentSpecBody(ApiModel):
-    environment_spec: Any
+    environment_spec: JsonObject
 
 
 @router.get("/environmentSpec")
@@ -297,19 +323,24 @@ async def generate_environment_spec(session_id: str, ctx: Ctx, principal: Reader
     return Json(result)
 
 
+Strategy = Annotated[StrictStr, Declared(enum=list(merges.STRATEGIES))]
+
+
 class MergeBody(ApiModel):
     target_session_id: StrictStr | None = None
-    strategy: StrictStr = "fail"
+    strategy: Strategy = "fail"
     message: StrictStr | None = None
 
 
 class MergeFromBody(ApiModel):
     source_session_id: StrictStr
-    strategy: StrictStr = "fail"
+    strategy: Strategy = "fail"
     message: StrictStr | None = None
 
 
-merge_router = APIRouter(prefix="/v1/sessions", tags=["versions"], responses=ERRORS)
+merge_router = APIRouter(
+    route_class=StrictRoute, prefix="/v1/sessions", tags=["versions"], responses=ERRORS
+)
 
 
 @merge_router.post("/{session_id}:merge")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, StrictStr
@@ -10,13 +10,15 @@ from pydantic import BaseModel, StrictStr
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, Reader, Writer
 from sessiond.http.respond import Json, created
+from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.ids import iso
-from sessiond.models import ApiModel
-from sessiond.pagination import check_limit, decode_cursor, encode_cursor
+from sessiond.models import ApiModel, Declared
+from sessiond.pagination import Limit, check_limit, decode_cursor, encode_cursor
 from sessiond.workspaces import service as workspaces
 
 router = APIRouter(
+    route_class=StrictRoute,
     prefix="/v1/workspaces",
     tags=["workspaces"],
     responses=ERRORS,
@@ -24,7 +26,7 @@ router = APIRouter(
 
 
 class WorkspaceCreate(ApiModel):
-    id: StrictStr
+    id: Annotated[StrictStr, Declared(pattern=f"^{workspaces.ID_RE.pattern}$")]
     name: StrictStr | None = None
 
 
@@ -59,7 +61,7 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("", response_model=WorkspaceList)
 async def list_workspaces(
-    ctx: Ctx, principal: Reader, limit: int | None = None, cursor: str | None = None
+    ctx: Ctx, principal: Reader, limit: Limit = None, cursor: str | None = None
 ) -> Response:
     n = check_limit(limit)
     after = decode_cursor(cursor, "workspaces")["id"] if cursor else None
