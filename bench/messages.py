@@ -12,7 +12,7 @@ management (imported, not copied). What it measures, each row next to its target
    p99 stays flat as the session grows.
 
 The large sessions are seeded through the service layer
-(``sessiond.conversation.messages.append``, 1,000 per transaction) directly on the
+(``sessiond.versions.appends.append``, 1,000 per transaction) directly on the
 server's SQLite file while the server is stopped: the driver starts ``sessiond serve``
 once (bootstrap, admin key, sessions created over HTTP), stops it, seeds in a child
 process, and starts it again on the same data directory. With ``--url`` (a running
@@ -129,18 +129,18 @@ def _seed_batch(
     tx: Any, limits: Any, account_id: str, session_id: str, bodies: list[Any], start: int, n: int
 ) -> int:
     """One transaction: append messages ``start .. start + n - 1``; the last seq."""
-    from sessiond.conversation import messages
+    from sessiond.versions import appends
 
     last = 0
     for i in range(start, start + n):
-        message = messages.append(tx, limits, account_id, session_id, bodies[i % len(bodies)])
+        message = appends.append(tx, limits, account_id, session_id, bodies[i % len(bodies)])
         last = message["seq"]
     return last
 
 
 def seed_worker(data_dir: str, spec_json: str) -> int:
     """``--seed-worker DATA_DIR '{"ses_..": N, ...}'``: append N messages to each session
-    through ``sessiond.conversation.messages.append``, ``SEED_BATCH`` per transaction.
+    through ``sessiond.versions.appends.append``, ``SEED_BATCH`` per transaction.
     Prints one JSON line ``{"seconds", "messages"}``."""
     from sessiond.conversation.models import MessageCreate
     from sessiond.db.executor import Database
@@ -499,7 +499,7 @@ async def bench(args: argparse.Namespace) -> int:
                     raise RuntimeError(f"seeding failed:\n{out.stderr[-3000:]}")
                 took = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
                 seed_note = (
-                    f"service layer (sessiond.conversation.messages.append, {SEED_BATCH:,} per "
+                    f"service layer (sessiond.versions.appends.append, {SEED_BATCH:,} per "
                     f"db.write_sync transaction) on the SQLite file, server stopped"
                 )
                 print(

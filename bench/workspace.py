@@ -800,7 +800,7 @@ class Bench:
                     raise RuntimeError(f"seeding failed:\n{out.stderr[-3000:]}")
                 took = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
                 self.info["seeding"] = (
-                    f"service layer (sessiond.conversation.messages.append via bench/messages.py "
+                    f"service layer (sessiond.versions.appends.append via bench/messages.py "
                     f"--seed-worker, {msgbench.SEED_BATCH:,} per transaction, server stopped): "
                     f"{total_msgs:,} messages in {took:.1f} s ({total_msgs / took:,.0f}/s)"
                 )

@@ -24,9 +24,19 @@ from sessiond.db import migrate
 from sessiond.db.engine import make_engine
 from sessiond.settings import Settings
 from tests.support.api import Api, Tenant, make_tenant
+from tests.support.clock import Clock
 from tests.support.postgres import PostgresCluster, find_pg_bindir
 
 BACKENDS = ["sqlite", "postgresql"]
+# How often the background sweep runs in a test marked ``@pytest.mark.sweeper``; every
+# other test runs without it, so nothing races the test's own reads and writes.
+TEST_SWEEP_SECONDS = 0.05
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sweeper: run the app's background sweep (off in every other test)"
+    )
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -130,12 +140,21 @@ def empty_database_url(
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def clock() -> Clock:
+    """The clock of ``client``'s app: ``clock.advance(seconds)`` instead of sleeping."""
+    return Clock()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Test settings. The background sweep is off (no test races it) unless the test is
+    marked ``@pytest.mark.sweeper``."""
+    sweeping = request.node.get_closest_marker("sweeper") is not None
     return Settings(
         data_dir=tmp_path,
         database_url=database_url,
         access_log=False,
-        sweep_interval_seconds=0.2,
+        sweep_interval_seconds=TEST_SWEEP_SECONDS if sweeping else None,
         event_poll_seconds=0.2,
         heartbeat_seconds=1.0,
         pg_workers=8,
@@ -144,8 +163,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
+    """The app on ``settings``, its transactions timed by ``clock``."""
+    with TestClient(create_app(settings, clock=clock.now), raise_server_exceptions=False) as c:
         yield c
 
 

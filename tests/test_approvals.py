@@ -14,6 +14,7 @@ import pytest
 from sessiond.auth import service as auth
 from sessiond.settings import Settings
 from tests.support.api import Api, Tenant
+from tests.support.clock import Clock
 from tests.support.live import Live, live_server
 
 FIELDS = {
@@ -214,14 +215,14 @@ def test_decision_validation_writes_nothing(api: Api) -> None:
     assert len(ok["comment"]) == 10_000
 
 
-def test_writes_need_an_active_session(api: Api) -> None:
+def test_writes_need_an_active_session(api: Api, clock: Clock) -> None:
     closed = api.session()["id"]
     archived = api.session()["id"]
-    expired = api.session(ttlSeconds=1)["id"]
+    expired = api.session(ttlSeconds=60)["id"]
     pending = {sid: _request(api, sid) for sid in (closed, archived, expired)}
     api.post(f"/v1/sessions/{closed}/close", expect=200)
     api.patch(f"/v1/sessions/{archived}", {"status": "archived"}, expect=200)
-    time.sleep(1.1)
+    clock.advance(60)
     for sid, a in pending.items():
         before = _types(api, sid)
         api.post(

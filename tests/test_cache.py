@@ -12,9 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
-from sessiond.app import create_app
 from sessiond.auth import service as auth
 from sessiond.cache import service as cache
 from sessiond.db import tables as t
@@ -22,6 +20,7 @@ from sessiond.db.executor import Database, Tx
 from sessiond.ids import parse_iso
 from sessiond.settings import Settings
 from tests.support.api import Api, Tenant
+from tests.support.clock import Clock
 from tests.support.live import Live, live_server
 
 
@@ -188,22 +187,26 @@ def test_put_validation_writes_nothing(api: Api, settings: Settings) -> None:
 # -- TTL -----------------------------------------------------------------------------------
 
 
-def test_ttl_is_honoured_at_read_time(api: Api) -> None:
+def test_ttl_is_honoured_at_read_time(api: Api, clock: Clock) -> None:
     sid = api.session()["id"]
     base = f"/v1/sessions/{sid}/cache"
-    e = api.put(f"{base}/short", {"value": "s", "ttlSeconds": 1}, expect=201).json()["entry"]
-    assert parse_iso(e["expiresAt"]) - parse_iso(e["updatedAt"]) == 1000
-    api.put(f"{base}/short2", {"value": "s", "ttlSeconds": 1}, expect=201)
-    api.put(f"{base}/short2", {"value": "t", "ttlSeconds": 1}, expect=200)
+    e = api.put(f"{base}/short", {"value": "s", "ttlSeconds": 60}, expect=201).json()["entry"]
+    assert parse_iso(e["expiresAt"]) - parse_iso(e["updatedAt"]) == 60_000
+    api.put(f"{base}/short2", {"value": "s", "ttlSeconds": 60}, expect=201)
+    api.put(f"{base}/short2", {"value": "t", "ttlSeconds": 60}, expect=200)
     api.put(f"{base}/forever", {"value": "f"}, expect=201)
+    api.put(f"{base}/longer", {"value": "l", "ttlSeconds": 120}, expect=201)
     # A write without ttlSeconds makes the entry permanent again.
-    api.put(f"{base}/renewed", {"value": 1, "ttlSeconds": 1}, expect=201)
+    api.put(f"{base}/renewed", {"value": 1, "ttlSeconds": 60}, expect=201)
     renewed = api.put(f"{base}/renewed", {"value": 2}, expect=200).json()["entry"]
     assert renewed["expiresAt"] is None
-    assert _keys(api, sid) == ["forever", "renewed", "short", "short2"]
-    time.sleep(1.2)
+    assert _keys(api, sid) == ["forever", "longer", "renewed", "short", "short2"]
+    clock.advance(50)
+    assert _keys(api, sid) == ["forever", "longer", "renewed", "short", "short2"]
+    api.get(f"{base}/short", expect=200)
+    clock.advance(10)
     api.get(f"{base}/short", expect=404, code="not_found")
-    assert _keys(api, sid) == ["forever", "renewed"]
+    assert _keys(api, sid) == ["forever", "longer", "renewed"]
     assert _keys(api, sid, "?prefix=short") == []
     api.delete(f"{base}/short", expect=404, code="not_found")
     r = api.put(f"{base}/short2", {"value": "n", "ifVersion": 2}, expect=409)
@@ -212,46 +215,32 @@ def test_ttl_is_honoured_at_read_time(api: Api) -> None:
     assert (new["version"], new["expiresAt"]) == (1, None)
     again = api.put(f"{base}/short", {"value": "again"}, expect=201).json()["entry"]
     assert again["version"] == 1
-    assert _keys(api, sid) == ["forever", "renewed", "short", "short2"]
+    assert _keys(api, sid) == ["forever", "longer", "renewed", "short", "short2"]
 
 
-def test_sweeper_purges_expired_entries(api: Api) -> None:
+@pytest.mark.sweeper
+def test_sweeper_purges_expired_entries(api: Api, clock: Clock) -> None:
     sid = api.session()["id"]
-    api.put(f"/v1/sessions/{sid}/cache/gone", {"value": 1, "ttlSeconds": 1}, expect=201)
+    api.put(f"/v1/sessions/{sid}/cache/gone", {"value": 1, "ttlSeconds": 60}, expect=201)
+    api.put(f"/v1/sessions/{sid}/cache/later", {"value": 1, "ttlSeconds": 3600}, expect=201)
     api.put(f"/v1/sessions/{sid}/cache/kept", {"value": 1}, expect=201)
-    deadline = time.monotonic() + 5
-    while _raw_rows(api, sid) != [("kept", 1)]:
+    clock.advance(60)
+    deadline = time.monotonic() + 5  # the sweep runs every 0.05 s in tests
+    while _raw_rows(api, sid) != [("kept", 1), ("later", 1)]:
         assert time.monotonic() < deadline, _raw_rows(api, sid)
-        time.sleep(0.1)
+        time.sleep(0.02)
     assert _cache_events(api, sid)[-1][0] == "cache.updated"  # a purge emits nothing
 
 
-@pytest.fixture
-def quiet_client(settings: Settings) -> Iterator[TestClient]:
-    """A client whose background sweeper does not run during the test."""
-    settings.sweep_interval_seconds = 3600
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        yield c
-
-
-def test_purge_expired(quiet_client: TestClient) -> None:
-    db: Database = quiet_client.app.state.ctx.db  # type: ignore[attr-defined]
-    api = Api(quiet_client, str(db.write_sync(auth.bootstrap)))
+def test_purge_expired(api: Api, clock: Clock) -> None:
+    db = _db(api)
     sid = api.session()["id"]
     for i in range(5):
         api.put(f"/v1/sessions/{sid}/cache/e{i}", {"value": i, "ttlSeconds": 60}, expect=201)
-    api.put(f"/v1/sessions/{sid}/cache/live", {"value": 0, "ttlSeconds": 60}, expect=201)
+    api.put(f"/v1/sessions/{sid}/cache/live", {"value": 0, "ttlSeconds": 3600}, expect=201)
     api.put(f"/v1/sessions/{sid}/cache/forever", {"value": 0}, expect=201)
-
-    def backdate(tx: Tx) -> None:
-        c = t.cache_entries.c
-        tx.conn.execute(
-            t.cache_entries.update()
-            .where(c.session_id == sid, c.key.like("e%"))
-            .values(expires_at=tx.now - 1)
-        )
-
-    db.write_sync(backdate)
+    assert db.write_sync(cache.purge_expired) == 0
+    clock.advance(60)
     assert db.write_sync(cache.purge_expired, limit=3) == 3
     assert db.write_sync(cache.purge_expired) == 2
     assert db.write_sync(cache.purge_expired) == 0
@@ -331,15 +320,15 @@ def test_listing_page_stops_early_on_large_values(
 # -- sessions, roles, accounts -------------------------------------------------------------
 
 
-def test_writes_need_an_active_session(api: Api) -> None:
+def test_writes_need_an_active_session(api: Api, clock: Clock) -> None:
     closed = api.session()["id"]
     archived = api.session()["id"]
-    expired = api.session(ttlSeconds=1)["id"]
+    expired = api.session(ttlSeconds=60)["id"]
     for sid in (closed, archived, expired):
         api.put(f"/v1/sessions/{sid}/cache/k", {"value": sid}, expect=201)
     api.post(f"/v1/sessions/{closed}/close", expect=200)
     api.patch(f"/v1/sessions/{archived}", {"status": "archived"}, expect=200)
-    time.sleep(1.1)
+    clock.advance(60)
     for sid in (closed, archived, expired):
         base = f"/v1/sessions/{sid}/cache"
         api.put(f"{base}/k", {"value": 2}, expect=409, code="session_not_active")

@@ -22,6 +22,7 @@ from sessiond.ids import new_id
 from sessiond.sessions import kernel
 from sessiond.sessions import service as sessions
 from sessiond.sessions.models import SessionCreate
+from sessiond.versions import appends
 from tests.support.api import Api, Tenant
 
 # -- pure path logic ---------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def _seed(client: TestClient, tenant: Tenant, n: int) -> str:
         row = sessions.create(tx, limits, tenant.account_id, SessionCreate(title="src"))
         for i in range(min(n, 10)):
             body = MessageCreate(role="user" if i % 2 == 0 else "assistant", content=f"m{i}")
-            messages.append(tx, limits, tenant.account_id, row["id"], body)
+            appends.append(tx, limits, tenant.account_id, row["id"], body)
         if n <= 10:
             return str(row["id"])
         row = kernel.load_for_write(tx, tenant.account_id, row["id"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessiond.workspace.envspec import infer
+from sessiond.files.envspec import infer
 from tests.support.api import Api
 
 PYPROJECT = """

@@ -7,12 +7,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from dulwich.objects import Tree
 from fastapi.testclient import TestClient
 
 from sessiond.db import tables as t
+from sessiond.sessions import figures
 from tests.support.api import Api
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def test_the_empty_tree_is_gits() -> None:
+    assert figures.EMPTY_TREE == EMPTY_TREE == Tree().id.decode()
 
 
 def put(api: Api, sid: str, path: str, data: bytes, **kw: Any) -> Any:
@@ -265,9 +271,9 @@ def test_paths_through_a_symlink_are_refused(client: TestClient, api: Api, tenan
     """A symlink can arrive with a git push; nothing may be read or written through it."""
     from dulwich.objects import Blob
 
+    from sessiond.files import trees
+    from sessiond.files.objects import ObjectStore
     from sessiond.sessions import kernel
-    from sessiond.workspace import trees
-    from sessiond.workspace.objects import ObjectStore
 
     sid = api.session()["id"]
     put(api, sid, "real/file.txt", b"inside\n", expect=200)

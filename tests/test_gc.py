@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from sessiond.cli import app
 from sessiond.db import tables as t
-from sessiond.workspace import gc
-from sessiond.workspace.objects import GC_LOCK_KEY
+from sessiond.files import gc
+from sessiond.files.objects import GC_LOCK_KEY
 from tests.support.api import Api
 
 

@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 
 from sessiond.db.executor import Tx
 from sessiond.errors import InvalidPath
+from sessiond.files.objects import ObjectStore
+from sessiond.files.paths import check_tree
 from sessiond.sessions import kernel
 from sessiond.settings import Settings
-from sessiond.workspace.objects import ObjectStore
-from sessiond.workspace.paths import check_tree
 from tests.support.api import Api, Tenant
 from tests.support.live import Live, live_server
 from tests.test_git import git, url

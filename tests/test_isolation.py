@@ -1,74 +1,157 @@
 """Cross-account isolation: another account's resources answer 404 and never change.
 
 Account ``other`` uses its own admin key (the most powerful role) on every route of
-``tenant`` that takes an id. Each attempt must answer 404 ``not_found``, be
-indistinguishable from a request for an id that never existed, and leave the resource
-exactly as it was (re-read with the owner's key). Lists never show the other account's data.
+``tenant`` that takes an id — the app's own route table, so a new route is covered the
+day it appears. Each attempt must answer 404 ``not_found``, be indistinguishable from a
+request for an id that never existed, write nothing, and leave every resource as the
+owner reads it. Lists never show the other account's data.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from sessiond.db import tables as t
+from sessiond.http.routing import RAW_BODY, flatten_routes
 from sessiond.ids import new_id
 from tests.support.api import Api, Tenant
+from tests.support.resources import make_resources
 
-# (method, path template, JSON body); ``{id}`` is the victim's id.
-SESSION_ROUTES: list[tuple[str, str, Any]] = [
-    ("GET", "/v1/sessions/{id}", None),
-    ("PATCH", "/v1/sessions/{id}", {"title": "taken over", "metadata": {"owner": "other"}}),
-    ("DELETE", "/v1/sessions/{id}", None),
-    ("PATCH", "/v1/sessions/{id}/tags", {"add": ["taken"], "remove": ["keep"]}),
-    ("GET", "/v1/sessions/{id}/context", None),
-    ("PUT", "/v1/sessions/{id}/context", {"context": {"owner": "other"}}),
-    ("PATCH", "/v1/sessions/{id}/context", {"context": {"step": None, "owner": "other"}}),
-    ("POST", "/v1/sessions/{id}/close", None),
-    ("GET", "/v1/sessions/{id}/events", None),
-    ("POST", "/v1/sessions/{id}/events", {"type": "custom.intrusion", "data": {"x": 1}}),
-    ("GET", "/v1/sessions/{id}/events/stream", None),
-]
+# A body for every route that needs one to get past validation (a 422 would answer before
+# any ownership check). Each is a write that must not happen. A route that requires a body
+# and has none here fails the test, by name.
+Body = Callable[[dict[str, str]], Any]  # from the path parameters' values
+BODIES: dict[str, Body] = {
+    "PATCH /v1/workspaces/{workspace_id}": lambda v: {"name": "taken over"},
+    "PATCH /v1/sessions/{session_id}": lambda v: {"title": "taken over", "metadata": {"a": 1}},
+    "PATCH /v1/sessions/{session_id}/tags": lambda v: {"add": ["taken"], "remove": ["keep"]},
+    "PUT /v1/sessions/{session_id}/context": lambda v: {"context": {"owner": "other"}},
+    "PATCH /v1/sessions/{session_id}/context": lambda v: {"context": {"step": None}},
+    "POST /v1/sessions/{session_id}/messages": lambda v: {"role": "user", "content": "x"},
+    "PATCH /v1/sessions/{session_id}/messages/{message_id}": lambda v: {"appendText": "x"},
+    "PUT /v1/sessions/{session_id}/tasks": lambda v: {"tasks": []},
+    "POST /v1/sessions/{session_id}/tasks": lambda v: {"content": "taken over"},
+    "PATCH /v1/sessions/{session_id}/tasks/{task_id}": lambda v: {"status": "completed"},
+    "POST /v1/sessions/{session_id}/notes": lambda v: {"title": "taken over"},
+    "PATCH /v1/sessions/{session_id}/notes/{note_id}": lambda v: {"title": "taken over"},
+    "POST /v1/sessions/{session_id}/annotations": lambda v: {
+        "target": {"path": v["path"], "startLine": 1, "endLine": 1},
+        "body": "taken over",
+    },
+    "PATCH /v1/sessions/{session_id}/annotations/{annotation_id}": lambda v: {"status": "resolved"},
+    "POST /v1/sessions/{session_id}/approvals": lambda v: {"title": "taken over"},
+    "POST /v1/sessions/{session_id}/approvals/{approval_id}/grant": lambda v: {"comment": "x"},
+    "POST /v1/sessions/{session_id}/approvals/{approval_id}/deny": lambda v: {"comment": "x"},
+    "PUT /v1/sessions/{session_id}/cache/{key:cachekey}": lambda v: {"value": "taken over"},
+    "PUT /v1/sessions/{session_id}/files/{path:path}": lambda v: b"taken over",
+    "POST /v1/sessions/{session_id}/files:batch": lambda v: {
+        "operations": [{"op": "delete", "path": v["path"]}]
+    },
+    "POST /v1/sessions/{session_id}/checkpoints": lambda v: {"label": "taken over"},
+    "POST /v1/sessions/{session_id}/restore": lambda v: {"checkpointId": v["checkpoint_id"]},
+    "POST /v1/sessions/{session_id}/revert": lambda v: {"messageId": v["message_id"]},
+    "POST /v1/sessions/{session_id}/fork": lambda v: {"title": "taken over"},
+    "POST /v1/sessions/{session_id}/commit": lambda v: {"message": "taken over"},
+    "PUT /v1/sessions/{session_id}/environmentSpec": lambda v: {"environmentSpec": {"a": 1}},
+    "POST /v1/sessions/{session_id}:mergeFrom": lambda v: {"sourceSessionId": v["session_id"]},
+    "POST /v1/sessions/{session_id}/events": lambda v: {"type": "custom.x", "data": {}},
+    "POST /v1/sessions/{session_id}/git/{rest:path}": lambda v: b"0000",
+}
+# Path parameters that are names inside a session (a cache key, a file, a git URL's tail),
+# not ids: the fake request keeps them.
+NOT_IDS = {"key", "path", "rest"}
 
-WORKSPACE_ROUTES: list[tuple[str, str, Any]] = [
-    ("GET", "/v1/workspaces/{id}", None),
-    ("PATCH", "/v1/workspaces/{id}", {"name": "taken over"}),
-    ("DELETE", "/v1/workspaces/{id}", None),
-]
+
+def _routes(client: TestClient) -> list[APIRoute]:
+    """Every API route whose path names something (has a path parameter)."""
+    routes = flatten_routes(client.app.routes)  # type: ignore[attr-defined]
+    return [r for r in routes if isinstance(r, APIRoute) and r.param_convertors]
 
 
-def _ids(routes: list[tuple[str, str, Any]]) -> list[str]:
-    return [f"{method} {path}" for method, path, _ in routes]
+def _label(method: str, route: APIRoute) -> str:
+    return f"{method} {route.path}"
 
 
-def _call(api: Api, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
+def _is_stream(route: APIRoute) -> bool:
+    return "text/event-stream" in route.responses.get(200, {}).get("content", {})
+
+
+def _body_required(route: APIRoute, method: str) -> bool:
+    if getattr(route.endpoint, RAW_BODY, False):
+        return method != "GET"
+    field = route.body_field
+    return field is not None and field.field_info.is_required()
+
+
+def _path(route: APIRoute, values: dict[str, str]) -> str:
+    path = route.path_format
+    for name in route.param_convertors:
+        path = path.replace("{" + name + "}", values[name])
+    return path
+
+
+def _call(api: Api, method: str, route: APIRoute, path: str, body: Any) -> tuple[int, Any]:
     """Status and JSON body. SSE routes are opened, never consumed: only errors are read."""
-    if path.endswith("/stream"):
+    if _is_stream(route):
         headers = {"Authorization": f"Bearer {api.key}"}
         with api.client.stream(method, path, headers=headers) as r:
             if r.status_code == 200:
                 return 200, {}
             r.read()
             return r.status_code, r.json()
-    r = api.request(method, path, json=body)
+    if isinstance(body, bytes):
+        r = api.request(method, path, content=body)
+    else:
+        r = api.request(method, path, json=body)
     ctype = r.headers.get("content-type", "")
-    return r.status_code, r.json() if ctype.startswith("application/json") else {}
+    return r.status_code, r.json() if ctype.startswith("application/json") else r.content
 
 
-def _assert_not_found(
-    api: Api, method: str, template: str, body: Any, real: str, fake: str
-) -> None:
-    """404 ``not_found`` for ``real``, shaped exactly like the answer for a ``fake`` id."""
-    status, got = _call(api, method, template.format(id=real), body)
-    assert status == 404, f"{method} {template} on another account's resource: {status} {got}"
-    assert got["status"] == "error" and got["code"] == "not_found" and got["error"], got
-    _, never = _call(api, method, template.format(id=fake), body)
-    masked = {**got, "error": got["error"].replace(real, "<id>")}
-    assert masked == {**never, "error": never["error"].replace(fake, "<id>")}
+def _database(client: TestClient) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table: a 404 must write nothing, anywhere."""
+
+    def read(tx: Any) -> dict[str, list[tuple[Any, ...]]]:
+        out = {}
+        for table in t.metadata.sorted_tables:
+            rows = tx.conn.execute(sa.select(table)).all()
+            out[table.name] = sorted((tuple(row) for row in rows), key=repr)
+        return out
+
+    return client.app.state.ctx.db.read_sync(read)  # type: ignore[attr-defined,no-any-return]
 
 
-# -- sessions -------------------------------------------------------------------------------
+# GET routes that write: left out of the owner's view (reading it would change it).
+WRITING_GETS = {
+    "/v1/sessions/{session_id}/git/{rest:path}": "a fetch commits the working tree first",
+}
+
+
+def _owner_view(owner: Api, routes: list[APIRoute], values: dict[str, str]) -> dict[str, Any]:
+    """What the owner reads on every GET route that names one of its resources."""
+    view = {}
+    for route in routes:
+        if "GET" in route.methods and not _is_stream(route) and route.path not in WRITING_GETS:
+            r = owner.get(_path(route, values), expect=200)
+            gz = r.headers.get("content-type") == "application/gzip"
+            # (the gzip header holds the time it was made: compare what it holds)
+            view[route.path] = gzip.decompress(r.content) if gz else r.content
+    return view
+
+
+def _masked(answer: Any, values: dict[str, str]) -> Any:
+    text = json.dumps(answer, sort_keys=True)
+    for name, value in values.items():
+        if name not in NOT_IDS:
+            text = text.replace(value, f"<{name}>")
+    return json.loads(text)
 
 
 @pytest.fixture
@@ -91,36 +174,59 @@ def victim(owner: Api) -> str:
     return str(sid)
 
 
-def _session_state(owner: Api, sid: str) -> dict[str, Any]:
-    return {
-        "session": owner.get(f"/v1/sessions/{sid}", expect=200).json(),
-        "context": owner.get(f"/v1/sessions/{sid}/context", expect=200).json(),
-        "events": owner.get(f"/v1/sessions/{sid}/events", expect=200).json(),
+def test_every_route_hides_other_accounts_resources(
+    client: TestClient, owner: Api, intruder: Api
+) -> None:
+    """Every method of every route with a path parameter, filled with the ids of real
+    resources of ``tenant``, answers ``other``'s admin key 404 ``not_found`` — the answer
+    for ids that never existed — and writes nothing."""
+    mine = make_resources(owner)
+    real = {**mine.path_params(), "rest": "info/refs"}
+    fake = {
+        name: value if name in NOT_IDS else new_id(value.partition("_")[0] or "x")
+        for name, value in real.items()
     }
+    fake["workspace_id"] = "never-created"
+    routes = _routes(client)
+    labels = {_label(m, r) for r in routes for m in r.methods}
+    unknown = sorted(
+        f"{_label(m, r)}: {sorted(set(r.param_convertors) - set(real))}"
+        for r in routes
+        for m in r.methods
+        if set(r.param_convertors) - set(real)
+    )
+    no_body = sorted(
+        _label(m, r)
+        for r in routes
+        for m in r.methods
+        if _body_required(r, m) and _label(m, r) not in BODIES
+    )
+    assert not unknown, f"routes with path parameters this test has no value for: {unknown}"
+    assert not no_body, f"routes that require a body this test does not have: {no_body}"
+    assert not set(BODIES) - labels, f"BODIES names no route: {sorted(set(BODIES) - labels)}"
 
-
-@pytest.mark.parametrize(("method", "template", "body"), SESSION_ROUTES, ids=_ids(SESSION_ROUTES))
-def test_session_routes_hide_other_accounts(
-    owner: Api, intruder: Api, victim: str, method: str, template: str, body: Any
-) -> None:
-    before = _session_state(owner, victim)
-    _assert_not_found(intruder, method, template, body, victim, new_id("ses"))
-    assert _session_state(owner, victim) == before
-
-
-# -- workspaces -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("method", "template", "body"), WORKSPACE_ROUTES, ids=_ids(WORKSPACE_ROUTES)
-)
-def test_workspace_routes_hide_other_accounts(
-    owner: Api, intruder: Api, method: str, template: str, body: Any
-) -> None:
-    owner.post("/v1/workspaces", {"id": "team-a", "name": "Team A"}, expect=201)
-    before = owner.get("/v1/workspaces/team-a", expect=200).json()
-    _assert_not_found(intruder, method, template, body, "team-a", "never-created")
-    assert owner.get("/v1/workspaces/team-a", expect=200).json() == before
+    view = _owner_view(owner, routes, real)
+    rows = _database(client)
+    problems = []
+    for route in routes:
+        for method in sorted(route.methods):
+            label = _label(method, route)
+            make_body = BODIES.get(label, lambda values: None)
+            status, got = _call(intruder, method, route, _path(route, real), make_body(real))
+            if status != 404 or not isinstance(got, dict) or got.get("code") != "not_found":
+                problems.append(f"{label}: {status} {got!r:.300}")
+            else:
+                _, never = _call(intruder, method, route, _path(route, fake), make_body(fake))
+                if _masked(got, real) != _masked(never, fake):
+                    problems.append(f"{label}: {got} differs from the answer {never}")
+            now = _database(client)
+            if now != rows:
+                changed = sorted(name for name in rows if rows[name] != now[name])
+                problems.append(f"{label}: changed the database (tables {changed})")
+                rows = now
+    assert not problems, "\n".join(problems)
+    assert _owner_view(owner, routes, real) == view
+    assert len(labels) >= 60  # the route table really was read
 
 
 def test_workspace_ids_are_per_account(owner: Api, intruder: Api) -> None:
@@ -135,19 +241,6 @@ def test_session_in_another_accounts_workspace_is_404(owner: Api, intruder: Api)
     owner.post("/v1/workspaces", {"id": "team-a"}, expect=201)
     intruder.post("/v1/sessions", {"workspaceId": "team-a"}, expect=404, code="not_found")
     assert owner.get("/v1/sessions?workspaceId=team-a", expect=200).json()["sessions"] == []
-
-
-# -- keys -----------------------------------------------------------------------------------
-
-
-def test_revoking_another_accounts_key_is_404(
-    client: TestClient, tenant: Tenant, owner: Api, intruder: Api
-) -> None:
-    target = Api(client, tenant.write).get("/v1/me", expect=200).json()["key"]["id"]
-    before = owner.get("/v1/keys", expect=200).json()
-    _assert_not_found(intruder, "DELETE", "/v1/keys/{id}", None, target, new_id("key"))
-    assert owner.get("/v1/keys", expect=200).json() == before
-    Api(client, tenant.write).get("/v1/me", expect=200)  # the key still works
 
 
 # -- lists ----------------------------------------------------------------------------------
@@ -198,5 +291,7 @@ def test_account_stream_filtered_on_foreign_resource_is_404(
 ) -> None:
     owner.post("/v1/workspaces", {"id": "team-a"}, expect=201)
     value = victim if param == "sessionId" else "team-a"
-    status, body = _call(intruder, "GET", f"/v1/events/stream?{param}={value}", None)
-    assert status == 404 and body["code"] == "not_found", (status, body)
+    headers = {"Authorization": f"Bearer {intruder.key}"}
+    with intruder.client.stream("GET", f"/v1/events/stream?{param}={value}", headers=headers) as r:
+        r.read()
+    assert r.status_code == 404 and r.json()["code"] == "not_found", r.text

@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from sessiond.errors import InvalidTransition
+from sessiond.ids import parse_iso
 from sessiond.sessions.lifecycle import PATCH_TRANSITIONS, STATUSES, check_patch_transition
 from tests.support.api import Api
+from tests.support.clock import Clock
 
 # The table of API.md, written out independently of the implementation.
 ALLOWED_BY_PATCH = {
@@ -31,11 +33,11 @@ def test_transition_table_matches_contract() -> None:
     assert {(f, t) for f, ts in PATCH_TRANSITIONS.items() for t in ts} == ALLOWED_BY_PATCH
 
 
-def _session_in(api: Api, status: str) -> dict[str, Any]:
-    """A session brought to ``status`` through the public API only."""
+def _session_in(api: Api, clock: Clock, status: str) -> dict[str, Any]:
+    """A session brought to ``status`` through the public API only (and the clock)."""
     if status == "expired":
-        s = api.session(ttl_seconds=1)
-        _wait_status(api, s["id"], "expired")
+        s = api.session(ttl_seconds=60)
+        clock.advance(60)
         return api.get(f"/v1/sessions/{s['id']}", expect=200).json()["session"]  # type: ignore[no-any-return]
     s = api.session()
     if status == "active":
@@ -49,24 +51,12 @@ def _session_in(api: Api, status: str) -> dict[str, Any]:
     return api.patch(f"/v1/sessions/{s['id']}", {"status": status}, expect=200).json()["session"]  # type: ignore[no-any-return]
 
 
-def _wait_status(api: Api, sid: str, status: str) -> None:
-    import time
-
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if api.get(f"/v1/sessions/{sid}").json()["session"]["status"] == status:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"session {sid} never became {status}")
-
-
-# "expired" sessions are exercised in test_expiry.py (they need a clock); every other start.
-PAIRS = [(f, t) for f in STATUSES if f != "expired" for t in STATUSES]
+PAIRS = [(f, t) for f in STATUSES for t in STATUSES]
 
 
 @pytest.mark.parametrize(("frm", "to"), PAIRS, ids=[f"{f}->{t}" for f, t in PAIRS])
-def test_patch_status_pairs(api: Api, frm: str, to: str) -> None:
-    s = _session_in(api, frm)
+def test_patch_status_pairs(api: Api, clock: Clock, frm: str, to: str) -> None:
+    s = _session_in(api, clock, frm)
     assert s["status"] == frm
     v = s["lifecycleVersion"]
     r = api.patch(f"/v1/sessions/{s['id']}", {"status": to})
@@ -85,9 +75,9 @@ def test_patch_status_pairs(api: Api, frm: str, to: str) -> None:
         assert again["status"] == frm and again["lifecycleVersion"] == v
 
 
-@pytest.mark.parametrize("frm", [s for s in STATUSES if s != "expired"])
-def test_close_only_from_active(api: Api, frm: str) -> None:
-    s = _session_in(api, frm)
+@pytest.mark.parametrize("frm", STATUSES)
+def test_close_only_from_active(api: Api, clock: Clock, frm: str) -> None:
+    s = _session_in(api, clock, frm)
     r = api.post(f"/v1/sessions/{s['id']}/close")
     if frm == "active":
         assert r.status_code == 200
@@ -97,8 +87,8 @@ def test_close_only_from_active(api: Api, frm: str) -> None:
         assert r.status_code == 409 and r.json()["code"] == "invalid_transition"
 
 
-def test_expired_can_only_be_archived(api: Api) -> None:
-    s = _session_in(api, "expired")
+def test_expired_can_only_be_archived(api: Api, clock: Clock) -> None:
+    s = _session_in(api, clock, "expired")
     for to in ("active", "completed", "failed", "closed"):
         api.patch(f"/v1/sessions/{s['id']}", {"status": to}, expect=409, code="invalid_transition")
     api.post(f"/v1/sessions/{s['id']}/close", expect=409, code="invalid_transition")
@@ -106,12 +96,16 @@ def test_expired_can_only_be_archived(api: Api) -> None:
     assert out["session"]["status"] == "archived"
 
 
-def test_unarchive_restarts_ttl_window(api: Api) -> None:
+def test_unarchive_restarts_ttl_window(api: Api, clock: Clock) -> None:
     s = api.session(ttl_seconds=3600)
     api.patch(f"/v1/sessions/{s['id']}", {"status": "archived"}, expect=200)
+    clock.advance(7200)  # long past the first window: archived sessions do not expire
     back = api.patch(f"/v1/sessions/{s['id']}", {"status": "active"}, expect=200).json()["session"]
     assert back["status"] == "active"
-    assert back["expiresAt"] > s["expiresAt"]
+    assert parse_iso(back["expiresAt"]) == parse_iso(back["updatedAt"]) + 3600 * 1000
+    assert parse_iso(back["expiresAt"]) >= parse_iso(s["expiresAt"]) + 7200 * 1000
+    clock.advance(3500)
+    assert api.get(f"/v1/sessions/{s['id']}").json()["session"]["status"] == "active"
 
 
 def test_archived_hidden_from_default_list(api: Api) -> None:
@@ -124,9 +118,9 @@ def test_archived_hidden_from_default_list(api: Api) -> None:
     assert ids == [b["id"]]
 
 
-@pytest.mark.parametrize("status", ["completed", "failed", "closed", "archived"])
-def test_writes_to_inactive_session_refused(api: Api, status: str) -> None:
-    s = _session_in(api, status)
+@pytest.mark.parametrize("status", ["completed", "failed", "closed", "archived", "expired"])
+def test_writes_to_inactive_session_refused(api: Api, clock: Clock, status: str) -> None:
+    s = _session_in(api, clock, status)
     sid = s["id"]
     for method, path, body in [
         ("PUT", f"/v1/sessions/{sid}/context", {"context": {"a": 1}}),

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import Api
+from tests.support.clock import Clock
 
 
 def msgs(api: Api, sid: str, **params: Any) -> dict[str, Any]:
@@ -314,9 +315,7 @@ def test_delete_reparents_and_shifts(api: Api) -> None:
 # -- session state, idempotency, roles, isolation ----------------------------------------------
 
 
-def test_writes_need_an_active_session(client: Any, api: Api) -> None:
-    from tests.test_expiry import _force_expiry
-
+def test_writes_need_an_active_session(api: Api, clock: Clock) -> None:
     for how in ("closed", "archived", "expired", "completed"):
         s = api.session(ttlSeconds=3600)
         sid = s["id"]
@@ -324,7 +323,7 @@ def test_writes_need_an_active_session(client: Any, api: Api) -> None:
         if how == "closed":
             api.post(f"/v1/sessions/{sid}/close", expect=200)
         elif how == "expired":
-            _force_expiry(client, sid)
+            clock.advance(3600)
         else:
             api.patch(f"/v1/sessions/{sid}", {"status": how}, expect=200)
         url = f"/v1/sessions/{sid}/messages"

@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from sessiond.db import tables as t
-from sessiond.db.executor import Tx
 from sessiond.ids import new_id
 from tests.support.api import Api, Tenant
+from tests.support.clock import Clock
 
 FIELDS = {"id", "sessionId", "workspaceId", "kind", "title", "body", "createdAt", "updatedAt"}
 MIB = 1024 * 1024
@@ -224,23 +223,14 @@ def test_bad_patch_bodies(api: Api, body: Any, field: str) -> None:
 # -- session state, roles, accounts --------------------------------------------------------
 
 
-def _force_expiry(client: TestClient, sid: str) -> None:
-    def write(tx: Tx) -> None:
-        tx.conn.execute(
-            t.sessions.update().where(t.sessions.c.id == sid).values(expires_at=tx.now - 1)
-        )
-
-    client.app.state.ctx.db.write_sync(write)  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("state", ["closed", "archived", "expired", "failed"])
-def test_writes_need_an_active_session(client: TestClient, api: Api, state: str) -> None:
+def test_writes_need_an_active_session(api: Api, clock: Clock, state: str) -> None:
     sid = api.session(ttl_seconds=3600)["id"]
     note = add(api, sid, title="t")
     if state == "closed":
         api.post(f"/v1/sessions/{sid}/close", expect=200)
     elif state == "expired":
-        _force_expiry(client, sid)
+        clock.advance(3600)
     else:
         api.patch(f"/v1/sessions/{sid}", {"status": state}, expect=200)
     api.post(url(sid), {"title": "x"}, expect=409, code="session_not_active")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from tests.support.api import Api
+from tests.support.clock import Clock
 
 FIELDS = {
     "id", "accountId", "workspaceId", "title", "status", "activity", "tags", "metadata",
@@ -183,9 +182,13 @@ def test_keyset_pagination_is_stable(api: Api) -> None:
     api.get(f"/v1/sessions?limit=1&sort=createdAt&cursor={first}", expect=422)
 
 
-def test_last_activity_order(api: Api) -> None:
+def test_last_activity_order(api: Api, clock: Clock) -> None:
     a = api.session()
-    time.sleep(0.005)
+    clock.advance(0.005)
     b = api.session()
     got = [s["id"] for s in api.get("/v1/sessions").json()["sessions"]]
     assert got == [b["id"], a["id"]]
+    clock.advance(0.005)
+    api.post(f"/v1/sessions/{a['id']}/messages", {"role": "user", "content": "hi"}, expect=201)
+    got = [s["id"] for s in api.get("/v1/sessions").json()["sessions"]]
+    assert got == [a["id"], b["id"]]  # activity, not creation, orders the list

@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
-from sessiond.settings import Settings
 from sessiond.summaries import service as summaries
 from sessiond.summaries.summarizer import DefaultSummarizer, SummaryInput, ToolUse
 from tests.support.api import Api
+from tests.support.clock import Clock
 
 
 def _conversation(api: Api, sid: str) -> None:
@@ -121,21 +122,22 @@ def test_a_due_summary_is_produced_once_by_the_sweep(client: TestClient, api: Ap
     assert [e["data"].get("changes") for e in events].count(["summary"]) == 1
 
 
-def test_sweep_loop_produces_overdue_summaries(
-    settings: Settings, client: TestClient, api: Api
-) -> None:
+@pytest.mark.sweeper
+def test_sweep_loop_produces_overdue_summaries(client: TestClient, api: Api, clock: Clock) -> None:
     sid = api.session()["id"]
     ctx = client.app.state.ctx  # type: ignore[attr-defined]
 
-    def overdue(tx: Tx) -> None:
+    def closed_without_summary(tx: Tx) -> None:  # a close whose own task never ran
         tx.conn.execute(
             t.sessions.update()
             .where(t.sessions.c.id == sid)
-            .values(status="closed", closed_at=tx.now, summary_due=tx.now - 60_000)
+            .values(status="closed", closed_at=tx.now, summary_due=tx.now)
         )
 
-    ctx.db.write_sync(overdue)
-    # the app's background sweep (every sweep_interval_seconds = 0.2 s in tests) does it
+    ctx.db.write_sync(closed_without_summary)
+    assert ctx.db.read_sync(summaries.due) == []  # within the grace the close has
+    clock.advance(summaries.SWEEP_GRACE_MS / 1000)
+    # the app's background sweep (every 0.05 s in a test marked sweeper) produces it
     _wait_summary(api, sid)
 
 

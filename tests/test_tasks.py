@@ -13,6 +13,7 @@ from sessiond.db.executor import Tx
 from sessiond.ids import new_id
 from sessiond.tasks import service as tasks_service
 from tests.support.api import Api, Tenant
+from tests.support.clock import Clock
 
 FIELDS = {"id", "sessionId", "content", "status", "priority", "position", "createdAt", "updatedAt"}
 
@@ -317,24 +318,15 @@ def test_at_most_500_tasks(api: Api) -> None:
 # -- session state, roles, accounts --------------------------------------------------------
 
 
-def _force_expiry(client: TestClient, sid: str) -> None:
-    def write(tx: Tx) -> None:
-        tx.conn.execute(
-            t.sessions.update().where(t.sessions.c.id == sid).values(expires_at=tx.now - 1)
-        )
-
-    client.app.state.ctx.db.write_sync(write)  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("state", ["closed", "archived", "expired", "completed"])
-def test_writes_need_an_active_session(client: TestClient, api: Api, state: str) -> None:
+def test_writes_need_an_active_session(api: Api, clock: Clock, state: str) -> None:
     s = api.session(ttl_seconds=3600)
     sid = s["id"]
     a = add(api, sid, "a")
     if state == "closed":
         api.post(f"/v1/sessions/{sid}/close", expect=200)
     elif state == "expired":
-        _force_expiry(client, sid)
+        clock.advance(3600)
     else:
         api.patch(f"/v1/sessions/{sid}", {"status": state}, expect=200)
     before = task_events(api, sid)

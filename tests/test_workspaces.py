@@ -4,8 +4,12 @@ get, rename, keyset-paginated list, and delete (only when no session is left in 
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from sessiond import idempotency
+from sessiond.settings import Settings
 from tests.support.api import Api
+from tests.support.clock import Clock
 
 FIELDS = {"id", "name", "createdAt", "updatedAt"}
 
@@ -189,6 +193,28 @@ def test_idempotent_create_replays_the_response(api: Api) -> None:
     assert again.content == first.content
     listed = api.get("/v1/workspaces").json()["workspaces"]
     assert [w["id"] for w in listed] == ["default", "team-a"]
+
+
+def test_idempotency_key_is_remembered_for_its_ttl(
+    client: TestClient, api: Api, clock: Clock, settings: Settings
+) -> None:
+    ttl = settings.idempotency_ttl_seconds
+    headers = {"Idempotency-Key": "make-a-session"}
+    first = api.post("/v1/sessions", {"title": "once"}, headers=headers, expect=201)
+    clock.advance(ttl - 60)
+    again = api.post("/v1/sessions", {"title": "once"}, headers=headers, expect=201)
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.content == first.content
+    clock.advance(61)  # the record is forgotten: the same key creates anew
+    fresh = api.post("/v1/sessions", {"title": "once"}, headers=headers, expect=201)
+    assert "idempotent-replayed" not in fresh.headers
+    assert fresh.json()["session"]["id"] != first.json()["session"]["id"]
+    listed = api.get("/v1/sessions").json()["sessions"]
+    assert len(listed) == 2
+    db = client.app.state.ctx.db  # type: ignore[attr-defined]
+    assert db.write_sync(idempotency.purge_expired, ttl) == 0  # the fresh record is young
+    clock.advance(ttl + 1)
+    assert db.write_sync(idempotency.purge_expired, ttl) == 1
 
 
 def test_idempotency_key_with_a_different_body_is_422(api: Api) -> None:

@@ -18,15 +18,18 @@ from sessiond.cache.routes import router as cache_router
 from sessiond.context import AppContext, AuthCache
 from sessiond.conversation.routes import router as messages_router
 from sessiond.db import migrate
-from sessiond.db.executor import Database
+from sessiond.db.executor import Clock, Database
 from sessiond.events.bus import EventBus
 from sessiond.events.routes import router as events_router
+from sessiond.files.git_routes import router as git_router
+from sessiond.files.routes import router as files_router
 from sessiond.http import errors, openapi
 from sessiond.http.accesslog import AccessLog
 from sessiond.http.metrics import Metrics
 from sessiond.http.middleware import EdgeMiddleware
 from sessiond.http.ops import router as ops_router
 from sessiond.http.routing import RawBodyRoutes
+from sessiond.ids import now_ms
 from sessiond.notes.routes import router as notes_router
 from sessiond.sessions.routes import router as sessions_router
 from sessiond.settings import Settings
@@ -34,21 +37,23 @@ from sessiond.summaries import service as summaries
 from sessiond.summaries.routes import router as summaries_router
 from sessiond.summaries.summarizer import DefaultSummarizer, Summarizer
 from sessiond.tasks.routes import router as tasks_router
-from sessiond.workspace.git_routes import router as git_router
-from sessiond.workspace.routes import router as files_router
-from sessiond.workspace.version_routes import merge_router
-from sessiond.workspace.version_routes import router as versions_router
+from sessiond.versions.routes import merge_router
+from sessiond.versions.routes import router as versions_router
 from sessiond.workspaces.routes import router as workspaces_router
 
 VERSION = "0.1.0"
 
 
-def open_database(settings: Settings, *, run_migrations: bool = True) -> Database:
-    """Migrate (if asked) and start the executor for the configured database."""
+def open_database(
+    settings: Settings, *, run_migrations: bool = True, clock: Clock = now_ms
+) -> Database:
+    """Migrate (if asked) and start the executor for the configured database; ``clock``
+    gives every transaction its ``now``."""
     db = Database(
         settings.resolved_database_url(),
         readers=settings.sqlite_readers,
         pg_workers=settings.pg_workers,
+        clock=clock,
     )
     if run_migrations:
         migrate.upgrade(db.write_engine)
@@ -63,18 +68,22 @@ def create_app(
     access_stream: TextIO | None = None,
     summarizer: Summarizer | None = None,
     tune_gc: bool = False,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The app. ``access_stream`` receives the access log (default: stderr);
     ``summarizer`` replaces the default, deterministic one (see ``summaries.summarizer``);
     ``tune_gc`` freezes start-up objects out of the garbage collector (``sessiond serve``
-    does; an embedder or a test process that builds many apps should not)."""
+    does; an embedder or a test process that builds many apps should not); ``clock``
+    (milliseconds) replaces the wall clock as the time of every transaction."""
     metrics = Metrics()
     summarize = summarizer or DefaultSummarizer(settings.summary_chars)
     access_log = AccessLog(access_stream) if settings.access_log else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = await asyncio.to_thread(open_database, settings, run_migrations=run_migrations)
+        db = await asyncio.to_thread(
+            open_database, settings, run_migrations=run_migrations, clock=clock or now_ms
+        )
         bus = EventBus(
             db,
             poll_seconds=settings.event_poll_seconds,
@@ -98,28 +107,31 @@ def create_app(
             auth_cache=AuthCache(settings.auth_cache_seconds),
             summarizer=summarize,
         )
-        sweep = asyncio.create_task(
-            sweeper(
-                db,
-                interval=settings.sweep_interval_seconds,
-                idempotency_ttl=settings.idempotency_ttl_seconds,
-                gc_every=settings.gc_every_sweeps,
-            ),
-            name="sweeper",
-        )
-        summaries_sweep = asyncio.create_task(
-            summaries.sweep_loop(
-                db,
-                summarize,
-                interval=settings.sweep_interval_seconds,
-                scan=settings.summary_scan_messages,
-            ),
-            name="summaries",
-        )
+        sweeps: list[asyncio.Task[None]] = []
+        if interval := settings.sweep_interval_seconds:  # None or 0: no background sweep
+            sweeps.append(
+                asyncio.create_task(
+                    sweeper(
+                        db,
+                        interval=interval,
+                        idempotency_ttl=settings.idempotency_ttl_seconds,
+                        gc_every=settings.gc_every_sweeps,
+                    ),
+                    name="sweeper",
+                )
+            )
+            sweeps.append(
+                asyncio.create_task(
+                    summaries.sweep_loop(
+                        db, summarize, interval=interval, scan=settings.summary_scan_messages
+                    ),
+                    name="summaries",
+                )
+            )
         try:
             yield
         finally:
-            jobs = [sweep, summaries_sweep, *app.state.ctx.background]
+            jobs = [*sweeps, *app.state.ctx.background]
             for job in jobs:
                 job.cancel()
             for job in jobs:

@@ -11,8 +11,8 @@ import logging
 from sessiond import idempotency
 from sessiond.cache import service as cache
 from sessiond.db.executor import Database
+from sessiond.files import gc
 from sessiond.sessions import service as sessions
-from sessiond.workspace import gc
 
 log = logging.getLogger("sessiond.background")
 

@@ -154,7 +154,7 @@ def gc(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Delete git objects no working tree, checkpoint or commit refers to (safe while the
     server runs; it also does this periodically)."""
     from sessiond.app import open_database
-    from sessiond.workspace import gc as collector
+    from sessiond.files import gc as collector
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     db = open_database(settings)

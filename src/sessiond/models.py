@@ -27,6 +27,19 @@ SPACES = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\
 CHAR = r"[^\x00]"  # any character
 NON_SPACE = rf"[^{SPACES}\x00]"  # any character ``str.strip()`` keeps
 
+_B64 = "[A-Za-z0-9+/]"
+BASE64_PATTERN = f"^(?:(?:{_B64}{{4}})*(?:{_B64}{{2}}==|{_B64}{{3}}=)|(?:{_B64}{{4}})+=*|)$"
+
+# The workspace path limits (API.md, Workspace; ``files.paths`` enforces them).
+PATH_BYTES = 4096
+NAME_BYTES = 255
+# A workspace path as the OpenAPI document declares it (``files.paths.check_path``
+# decides; its limits are in bytes of UTF-8, these in characters): relative, ``/``-separated
+# names, none empty, ``.``, ``..`` or ``.git`` (any case), no ``\`` and no NUL.
+_NAME = rf"(?!\.\.?(?:/|$))(?!\.[gG][iI][tT](?:/|$))[^/\\\x00]{{1,{NAME_BYTES}}}"
+PATH_PATTERN = rf"^{_NAME}(?:/{_NAME})*$"
+PATH_SCHEMA: dict[str, Any] = {"type": "string", "pattern": PATH_PATTERN, "maxLength": PATH_BYTES}
+
 
 def comma_list(item: str) -> str:
     """A pattern for ``value.split(",")`` whose items, stripped, are empty or match ``item``

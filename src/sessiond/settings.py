@@ -48,7 +48,10 @@ class Settings(BaseModel):
     pg_workers: int = 16
 
     heartbeat_seconds: float = 15.0
-    sweep_interval_seconds: float = 5.0
+    # The background sweep (TTL expiry, cache purge, idempotency purge, overdue summaries,
+    # garbage collection) runs every this many seconds; None or 0 = not at all (reads
+    # still show ``expired`` at once; an embedder or test that wants it asks for it).
+    sweep_interval_seconds: float | None = Field(default=5.0, ge=0)
     # Garbage collection of unreachable git objects runs every this many sweeps (720 x 5 s
     # = hourly by default; 0 = never, run `sessiond gc` instead).
     gc_every_sweeps: int = 720

@@ -11,8 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictStr
 
 from sessiond.annotations.targets import CHECKPOINT_ID, MAX_LINE
-from sessiond.models import ApiModel, Declared, NotNull
-from sessiond.workspace.models import PATH_SCHEMA
+from sessiond.models import PATH_SCHEMA, ApiModel, Declared, NotNull
 
 STATUSES = ("open", "resolved", "dismissed")
 TARGET_DOC = "{path, startLine, endLine, checkpointId?} (a file line range) or {messageId}"

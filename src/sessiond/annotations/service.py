@@ -18,10 +18,10 @@ from sessiond.conversation import messages
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, invalid
+from sessiond.files import diff
 from sessiond.ids import iso, new_id
-from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.pagination import keyset
 from sessiond.sessions import kernel
-from sessiond.workspace import checkpoints
 
 a = t.annotations_table
 FIELDS = ("target", "body", "status")
@@ -65,14 +65,7 @@ def _check_body(body: str) -> None:
 
 
 def _row(tx: Tx, account_id: str, session_id: str, annotation_id: str) -> dict[str, Any]:
-    row = tx.conn.execute(
-        sa.select(a).where(
-            a.c.id == annotation_id, a.c.session_id == session_id, a.c.account_id == account_id
-        )
-    ).first()
-    if row is None:
-        raise annotation_not_found(annotation_id)
-    return dict(row._mapping)
+    return kernel.fetch_one(tx, a, account_id, session_id, annotation_id, annotation_not_found)
 
 
 def get(tx: Tx, account_id: str, session_id: str, annotation_id: str) -> dict[str, Any]:
@@ -94,23 +87,11 @@ def list_page(
     q = sa.select(a).where(a.c.session_id == session_id, a.c.account_id == account_id)
     if statuses is not None:
         q = q.where(a.c.status.in_(statuses))
-    if cursor:
-        q = q.where(a.c.id > str(decode_cursor(cursor, "annotations").get("id", "")))
-    rows = [dict(r._mapping) for r in tx.conn.execute(q.order_by(a.c.id).limit(limit + 1))]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor({"k": "annotations", "id": rows[-1]["id"]})
+    rows, next_cursor = keyset(tx, q, a.c.id, "annotations", limit=limit, cursor=cursor)
     return [render(row) for row in rows], next_cursor
 
 
 # -- writes --------------------------------------------------------------------------------
-
-
-def _lock(tx: Tx, account_id: str, session_id: str, if_match: int | str | None) -> dict[str, Any]:
-    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(session)
-    return session
 
 
 def _check_target(tx: Tx, account_id: str, session_id: str, target: dict[str, Any]) -> None:
@@ -118,7 +99,7 @@ def _check_target(tx: Tx, account_id: str, session_id: str, target: dict[str, An
     checkpoint named by a file target must be one of this session's (else 404)."""
     checkpoint_id = target.get("checkpointId")
     if checkpoint_id is not None:
-        checkpoints.tree_at(tx, account_id, session_id, checkpoint_id)
+        diff.checkpoint_tree(tx, account_id, session_id, checkpoint_id)
     message_id = target.get("messageId")
     if message_id is None:
         return
@@ -132,17 +113,6 @@ def _check_target(tx: Tx, account_id: str, session_id: str, target: dict[str, An
         ) from None
 
 
-def _emit(tx: Tx, session: dict[str, Any], type: str, data: Any) -> None:
-    kernel.touch(tx, session)
-    tx.emit(
-        session["account_id"],
-        type,
-        data,
-        session_id=session["id"],
-        workspace_id=session["workspace_id"],
-    )
-
-
 def create(
     tx: Tx,
     account_id: str,
@@ -153,7 +123,7 @@ def create(
 ) -> dict[str, Any]:
     target = targets.parse(body.target)
     _check_body(body.body)
-    session = _lock(tx, account_id, session_id, if_match)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     _check_target(tx, account_id, session_id, target)
     row = {
         "id": new_id("ann"),
@@ -167,7 +137,7 @@ def create(
     }
     tx.conn.execute(a.insert(), row)
     annotation = render(row)
-    _emit(tx, session, "annotation.created", {"annotation": annotation})
+    kernel.emit(tx, session, "annotation.created", {"annotation": annotation}, activity=True)
     return annotation
 
 
@@ -191,7 +161,7 @@ def update(
         values["target"] = targets.parse(values["target"])
     if "body" in values:
         _check_body(values["body"])
-    session = _lock(tx, account_id, session_id, if_match)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     row = _row(tx, account_id, session_id, annotation_id)
     changes = {k: val for k, val in values.items() if row[k] != val}
     if "target" in changes:
@@ -202,7 +172,7 @@ def update(
     tx.conn.execute(a.update().where(a.c.id == annotation_id).values(**changes))
     row.update(changes)
     annotation = render(row)
-    _emit(tx, session, "annotation.updated", {"annotation": annotation})
+    kernel.emit(tx, session, "annotation.updated", {"annotation": annotation}, activity=True)
     return annotation
 
 
@@ -214,7 +184,7 @@ def delete(
     *,
     if_match: int | str | None = None,
 ) -> None:
-    session = _lock(tx, account_id, session_id, if_match)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     _row(tx, account_id, session_id, annotation_id)
     tx.conn.execute(a.delete().where(a.c.id == annotation_id))
-    _emit(tx, session, "annotation.deleted", {"id": annotation_id})
+    kernel.emit(tx, session, "annotation.deleted", {"id": annotation_id}, activity=True)

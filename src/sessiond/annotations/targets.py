@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from sessiond.errors import ValidationFailed, invalid
-from sessiond.workspace.paths import check_path
+from sessiond.files.paths import check_path
 
 FORMS = "{path, startLine, endLine, checkpointId?} or {messageId}"
 CHECKPOINT_ID = re.compile(r"cp_[0-9A-HJKMNP-TV-Z]{26}")

@@ -20,7 +20,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import InvalidTransition, NotFound, ValidationFailed, invalid
 from sessiond.ids import iso, new_id
-from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.pagination import keyset
 from sessiond.sessions import kernel
 from sessiond.settings import Limits
 
@@ -99,8 +99,7 @@ def create(
 ) -> dict[str, Any]:
     """Ask for a decision: a new ``pending`` approval and its ``approval.requested`` event."""
     _check_create(limits, body)
-    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(session)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     row: dict[str, Any] = {
         "id": new_id("apr"),
         "account_id": account_id,
@@ -139,8 +138,7 @@ def decide(
         raise ValueError(verdict)
     if comment is not None and len(comment) > COMMENT_MAX:
         raise invalid("comment", f"at most {COMMENT_MAX} characters")
-    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(session)
+    kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     changed = tx.conn.execute(
         a.update()
         .where(
@@ -230,14 +228,5 @@ def list_page(
         q = q.where(a.c.session_id == f.session_id)
     if f.workspace_id is not None:
         q = q.where(a.c.workspace_id == f.workspace_id)
-    if cursor:
-        after = decode_cursor(cursor, CURSOR_KIND).get("id")
-        if not isinstance(after, str):
-            raise invalid("cursor", "not a cursor this server issued; use nextCursor as given")
-        q = q.where(a.c.id > after)
-    rows = [dict(r._mapping) for r in tx.conn.execute(q.order_by(a.c.id).limit(limit + 1))]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor({"k": CURSOR_KIND, "id": rows[-1]["id"]})
+    rows, next_cursor = keyset(tx, q, a.c.id, CURSOR_KIND, limit=limit, cursor=cursor)
     return [render(r) for r in rows], next_cursor

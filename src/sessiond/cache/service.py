@@ -81,16 +81,6 @@ def entry_text(
     )
 
 
-def _emit(tx: Tx, session: dict[str, Any], type: str, data: dict[str, Any]) -> None:
-    tx.emit(
-        session["account_id"],
-        type,
-        data,
-        session_id=session["id"],
-        workspace_id=session["workspace_id"],
-    )
-
-
 def _lock_entry(tx: Tx, session_id: str, key: str) -> Any:
     q = sa.select(c.c.version, c.c.expires_at).where(c.c.session_id == session_id, c.c.key == key)
     if tx.is_postgres:
@@ -119,8 +109,7 @@ def put(
     v.check_ttl(body.ttl_seconds)
     _check_if_version(body.if_version)
     text = _value_text(limits, body.value)
-    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(session)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     now = tx.now
     current = _lock_entry(tx, session_id, key)
     live = current is not None and _is_live(current, now)
@@ -147,7 +136,7 @@ def put(
     else:
         tx.conn.execute(c.update().where(*where).values(**values))
     event = {"key": key, "version": version, "expiresAt": iso(expires_at)}
-    _emit(tx, session, "cache.updated", event)
+    kernel.emit(tx, session, "cache.updated", event)
     return not live, entry_text(key, text, version, expires_at, now)
 
 
@@ -162,8 +151,7 @@ def delete(
 ) -> None:
     check_key(key)
     _check_if_version(if_version)
-    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(session)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     current = _lock_entry(tx, session_id, key)
     if current is None or not _is_live(current, tx.now):
         raise entry_not_found(key)
@@ -174,7 +162,7 @@ def delete(
             details={"currentVersion": current.version},
         )
     tx.conn.execute(c.delete().where(c.c.session_id == session_id, c.c.key == key))
-    _emit(tx, session, "cache.deleted", {"key": key})
+    kernel.emit(tx, session, "cache.deleted", {"key": key})
 
 
 def purge_expired(tx: Tx, limit: int = 1000) -> int:

@@ -8,6 +8,7 @@ appends to a session are serialized and every change commits with its event.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,6 @@ from sessiond.pagination import DEFAULT_LIMIT, decode_cursor, encode_cursor
 from sessiond.sessions import kernel, refs
 from sessiond.sessions import validation as v
 from sessiond.settings import Limits
-from sessiond.workspace import record
 
 NAME_MAX = 200
 m = t.messages
@@ -288,19 +288,20 @@ def append(
     body: MessageCreate,
     *,
     if_match: int | str | None = None,
+    before: Callable[[dict[str, Any], str, str | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Append a message at the end of the session's path; returns the message object."""
+    """Append a message at the end of the session's path; returns the message object.
+
+    ``before(row, message_id, parent_id)`` runs once the input is valid, just before the
+    message is written, with the whole locked session row (``versions.appends`` records
+    the state before a user message this way)."""
     parts = _create_parts(body)
     for name in ("tool_call_id", "tool_name"):
         v.check_name(name, getattr(body, name))
     if body.status == "streaming" and body.role != "assistant":
         raise invalid("status", "only an assistant message may start as streaming")
     message_id = new_id("msg")
-    if body.role == "user":  # the full row: its state is checkpointed below
-        row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
-    else:
-        row = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(row)
+    row = kernel.lock_active(tx, account_id, session_id, if_match=if_match, full=before is not None)
     path = row["conversation"]
     branch = path["head"]
     if branch is None:
@@ -321,10 +322,8 @@ def append(
     doc = _dumps(own)
     _check_size(limits, doc)
     parent_id = _parent_id(tx, account_id, new_path, seq) if seq > 1 else None
-    if body.role == "user":
-        # The state just before every user message is recorded, so a revert to it (or a
-        # fork from it) finds the files, context and tasks as they were.
-        record.take(tx, row, auto=True, before_message_id=message_id, head_message_id=parent_id)
+    if before is not None:
+        before(row, message_id, parent_id)
     tx.conn.execute(
         _INSERT,
         {

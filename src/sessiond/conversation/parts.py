@@ -13,14 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
 from sessiond.errors import ValidationFailed
-from sessiond.models import ApiModel, Declared
+from sessiond.models import BASE64_PATTERN, ApiModel, Declared
 
 ToolStatus = Literal["pending", "running", "completed", "error"]
 TOOL_STATUSES = ("pending", "running", "completed", "error")
 # What ``base64.b64decode(value, validate=True)`` accepts (padding after whole groups of
 # four is ignored, a short last group must be padded).
-_B64 = "[A-Za-z0-9+/]"
-BASE64_PATTERN = f"^(?:(?:{_B64}{{4}})*(?:{_B64}{{2}}==|{_B64}{{3}}=)|(?:{_B64}{{4}})+=*|)$"
 
 
 class TextPart(ApiModel):

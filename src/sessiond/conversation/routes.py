@@ -17,6 +17,7 @@ from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import Declared
 from sessiond.pagination import Limit, check_limit
+from sessiond.versions import appends
 
 router = APIRouter(
     route_class=StrictRoute,
@@ -43,7 +44,7 @@ async def append_message(
     limits = ctx.settings.limits
 
     def create(tx: Tx) -> tuple[int, Any]:
-        message = messages.append(
+        message = appends.append(
             tx, limits, principal.account_id, session_id, body, if_match=if_match
         )
         return 201, {"message": message}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict
+
+from sessiond.models import NotNull
+from sessiond.sessions.schemas import SessionEnvelope
 
 
 class MessageOut(BaseModel):
@@ -31,3 +34,10 @@ class MessageEnvelope(BaseModel):
 class MessageList(BaseModel):
     messages: list[MessageOut]
     nextCursor: str | None
+
+
+class SessionWithMessages(SessionEnvelope):
+    """``GET /v1/sessions/{id}``; with ``?include=messages`` also the first page of the
+    conversation (50, oldest first)."""
+
+    messages: Annotated[list[MessageOut] | None, NotNull] = None

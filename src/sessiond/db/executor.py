@@ -11,6 +11,10 @@ after it commits.
 * PostgreSQL: a pool of worker threads, one pooled connection each. Event rows are
   inserted under a transaction-level advisory lock held until commit, so event ids
   become visible in id order and a reader that saw id N never misses an id below N.
+
+Every transaction's ``now`` comes from the database's ``clock`` (the wall clock unless
+one is injected): TTLs, expiry and timestamps are all read from it, so a test can move
+time forward instead of sleeping.
 """
 
 from __future__ import annotations
@@ -100,6 +104,8 @@ class Tx:
 
 
 TxFn = Callable[Concatenate[Tx, P], R]
+# Integer milliseconds since the epoch, like ``sessiond.ids.now_ms``.
+Clock = Callable[[], int]
 
 
 @dataclass
@@ -111,8 +117,12 @@ class _Job:
 class Database:
     """Runs service functions in transactions on worker threads. Start with ``start()``."""
 
-    def __init__(self, url: str, *, readers: int = 4, pg_workers: int = 16) -> None:
+    def __init__(
+        self, url: str, *, readers: int = 4, pg_workers: int = 16, clock: Clock = now_ms
+    ) -> None:
         self.url = url
+        # The ``now`` of every transaction run here.
+        self.clock = clock
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         # Called (on the writing thread) after each commit that wrote events, with those
         # events (ids set), oldest first.
@@ -184,7 +194,7 @@ class Database:
 
     def _run_read(self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         with self.read_engine.connect() as conn, conn.begin():
-            return fn(Tx(conn, self.dialect, readonly=True), *args, **kwargs)
+            return fn(Tx(conn, self.dialect, now=self.clock(), readonly=True), *args, **kwargs)
 
     def _notify(self, events: list[dict[str, Any]]) -> None:
         if self.on_commit is not None:
@@ -200,7 +210,7 @@ class Database:
             try:
                 with self.write_engine.connect() as conn:
                     with conn.begin():
-                        tx = Tx(conn, self.dialect)
+                        tx = Tx(conn, self.dialect, now=self.clock())
                         result = fn(tx)
                         tx.flush_events()
                     if tx.events:
@@ -253,7 +263,7 @@ class Database:
         try:
             with conn.begin():
                 for job in batch:
-                    tx = Tx(conn, self.dialect)
+                    tx = Tx(conn, self.dialect, now=self.clock())
                     if len(batch) == 1:
                         result = job.fn(tx)
                         tx.flush_events()

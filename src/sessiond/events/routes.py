@@ -156,9 +156,10 @@ async def list_session_events(
     start = _after(cursor, "cursor") if cursor else _after(after, "after")
     n = check_limit(limit)
     f = EventFilter(principal.account_id, session_id=session_id)
-    rows = await ctx.db.read(service.page, f, after=start, limit=n)
-    next_cursor = str(rows[-1]["id"]) if len(rows) == n else None
-    return Json({"events": [render_event(r) for r in rows], "nextCursor": next_cursor})
+    rows = await ctx.db.read(service.page, f, after=start, limit=n + 1)
+    # The same rule as every list: a next cursor exactly when a next page has rows.
+    next_cursor = str(rows[n - 1]["id"]) if len(rows) > n else None
+    return Json({"events": [render_event(r) for r in rows[:n]], "nextCursor": next_cursor})
 
 
 @router.get(

@@ -16,7 +16,7 @@ from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, ValidationFailed, invalid
 from sessiond.ids import iso, new_id
 from sessiond.notes.models import KINDS, NOTE_BODY_BYTES, NoteCreate, NotePatch
-from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.pagination import keyset
 from sessiond.sessions import kernel
 from sessiond.settings import Limits
 from sessiond.workspaces import service as workspaces
@@ -58,14 +58,7 @@ def _check(limits: Limits, title: str | None, body: str | None) -> None:
 
 
 def _row(tx: Tx, account_id: str, session_id: str, note_id: str) -> dict[str, Any]:
-    row = tx.conn.execute(
-        sa.select(n).where(
-            n.c.id == note_id, n.c.session_id == session_id, n.c.account_id == account_id
-        )
-    ).first()
-    if row is None:
-        raise note_not_found(note_id)
-    return dict(row._mapping)
+    return kernel.fetch_one(tx, n, account_id, session_id, note_id, note_not_found)
 
 
 def get(tx: Tx, account_id: str, session_id: str, note_id: str) -> dict[str, Any]:
@@ -91,13 +84,7 @@ def check_kind(kind: str | None) -> str | None:
 def _page(
     tx: Tx, q: sa.Select[Any], kind: str, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    if cursor:
-        q = q.where(n.c.id > str(decode_cursor(cursor, kind).get("id", "")))
-    rows = [dict(r._mapping) for r in tx.conn.execute(q.order_by(n.c.id).limit(limit + 1))]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor({"k": kind, "id": rows[-1]["id"]})
+    rows, next_cursor = keyset(tx, q, n.c.id, kind, limit=limit, cursor=cursor)
     return [render(row) for row in rows], next_cursor
 
 
@@ -130,23 +117,6 @@ def list_account(
 # -- writes --------------------------------------------------------------------------------
 
 
-def _emit(tx: Tx, session: dict[str, Any], type: str, data: Any) -> None:
-    kernel.touch(tx, session)
-    tx.emit(
-        session["account_id"],
-        type,
-        data,
-        session_id=session["id"],
-        workspace_id=session["workspace_id"],
-    )
-
-
-def _lock(tx: Tx, account_id: str, session_id: str, if_match: int | str | None) -> dict[str, Any]:
-    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(session)
-    return session
-
-
 def create(
     tx: Tx,
     limits: Limits,
@@ -157,7 +127,7 @@ def create(
     if_match: int | str | None = None,
 ) -> dict[str, Any]:
     _check(limits, body.title, body.body)
-    session = _lock(tx, account_id, session_id, if_match)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     row = {
         "id": new_id("nte"),
         "account_id": account_id,
@@ -171,7 +141,7 @@ def create(
     }
     tx.conn.execute(n.insert(), row)
     note = render(row)
-    _emit(tx, session, "note.created", {"note": note})
+    kernel.emit(tx, session, "note.created", {"note": note}, activity=True)
     return note
 
 
@@ -191,7 +161,7 @@ def update(
         if name in given and getattr(body, name) is None:
             raise invalid(name, "may not be null")
     _check(limits, body.title, body.body)
-    session = _lock(tx, account_id, session_id, if_match)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     row = _row(tx, account_id, session_id, note_id)
     changes = {k: getattr(body, k) for k in FIELDS if k in given and row[k] != getattr(body, k)}
     if not changes:
@@ -200,7 +170,7 @@ def update(
     tx.conn.execute(n.update().where(n.c.id == note_id).values(**changes))
     row.update(changes)
     note = render(row)
-    _emit(tx, session, "note.updated", {"note": note})
+    kernel.emit(tx, session, "note.updated", {"note": note}, activity=True)
     return note
 
 
@@ -212,7 +182,7 @@ def delete(
     *,
     if_match: int | str | None = None,
 ) -> None:
-    session = _lock(tx, account_id, session_id, if_match)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     _row(tx, account_id, session_id, note_id)
     tx.conn.execute(n.delete().where(n.c.id == note_id))
-    _emit(tx, session, "note.deleted", {"id": note_id})
+    kernel.emit(tx, session, "note.deleted", {"id": note_id}, activity=True)

@@ -308,9 +308,12 @@ def touch(tx: Tx, row: dict[str, Any], *, conversation: Any = None, message_coun
     )
 
 
-def emit(tx: Tx, row: dict[str, Any], type: str, data: Any) -> None:
+def emit(tx: Tx, row: dict[str, Any], type: str, data: Any, *, activity: bool = False) -> None:
     """Write an event of this session's stream (its account, id and workspace), in the
-    caller's transaction; it is published after commit."""
+    caller's transaction; it is published after commit. ``activity``: the write counts as
+    activity on the session too (``lastActivityAt``, see ``touch``)."""
+    if activity:
+        touch(tx, row)
     tx.emit(row["account_id"], type, data, session_id=row["id"], workspace_id=row["workspace_id"])
 
 

@@ -6,10 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from sessiond.models import CHAR, NON_SPACE, ApiModel, Declared, NotNull
+from sessiond.models import CHAR, NON_SPACE, PATH_SCHEMA, ApiModel, Declared, NotNull
 from sessiond.sessions.validation import MAX_TTL_SECONDS, NAME_FIELDS_MAX
 from sessiond.settings import Limits
-from sessiond.workspace.models import PATH_SCHEMA
 
 Status = Literal["active", "completed", "failed", "closed", "expired", "archived"]
 

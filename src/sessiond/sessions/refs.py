@@ -1,7 +1,7 @@
-"""Conversation rows below the services: branch references and their release.
+"""Which conversation branches a session shows (its refs), and their release on delete.
 
-Imports only the tables, so the session service can release a deleted session's
-conversation without an import cycle.
+Messages are shared by forks, so a message row goes only when no session shows its
+branch. The refs belong to the session row, so deleting a session needs nothing above it.
 """
 
 from __future__ import annotations

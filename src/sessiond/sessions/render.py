@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sessiond.ids import iso
+from sessiond.sessions import figures
 from sessiond.sessions.lifecycle import effective_status, is_expired
 
 
@@ -44,13 +45,7 @@ def render_stored(row: Mapping[str, Any], *, context: bool = True) -> dict[str, 
         "messageCount": row["message_count"],
         "summary": row["summary"],
         "lastError": row["last_error"],
-        "workspace": {
-            "head": ws["head"],
-            "base": ws["base"],
-            "filesChanged": ws["filesChanged"],
-            "linesAdded": ws["linesAdded"],
-            "linesRemoved": ws["linesRemoved"],
-        },
+        "workspace": {"head": ws["head"], "base": ws["base"], **figures.of(ws)},
         "repo": row["repo"],
         "sandbox": {
             "state": sandbox.get("state"),

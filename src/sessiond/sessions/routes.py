@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from sessiond.conversation import messages
+from sessiond.conversation.schemas import SessionWithMessages
 from sessiond.db.executor import Tx
 from sessiond.errors import invalid
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
@@ -23,7 +24,7 @@ from sessiond.sessions.models import CloseBody, ContextBody, SessionCreate, Sess
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import ContextEnvelope, SessionEnvelope, SessionList
 from sessiond.summaries import service as summaries
-from sessiond.workspace import sources
+from sessiond.versions import sources
 
 # ``?updatedAfter=``: ISO 8601 (``sessiond.ids.parse_iso``); empty is no filter.
 UpdatedAfter = Annotated[str, Declared(anyOf=[{"format": "date-time"}, {"maxLength": 0}])]
@@ -89,7 +90,7 @@ async def list_sessions(
     return Response(body, media_type="application/json")
 
 
-@router.get("/{session_id}", response_model=SessionEnvelope)
+@router.get("/{session_id}", response_model=SessionWithMessages)
 async def get_session(
     session_id: str,
     ctx: Ctx,

@@ -21,7 +21,7 @@ from sessiond.errors import (
     invalid,
 )
 from sessiond.ids import new_id
-from sessiond.sessions import kernel, lifecycle, refs
+from sessiond.sessions import figures, kernel, lifecycle, refs
 from sessiond.sessions import validation as v
 from sessiond.sessions.merge_patch import merge_patch
 from sessiond.sessions.models import SessionCreate, SessionPatch, TagsPatch
@@ -29,8 +29,6 @@ from sessiond.sessions.render import render_session, session_doc
 from sessiond.settings import Limits
 from sessiond.workspaces import service as workspaces
 
-# The git hash of the empty tree: the workspace of a session with no files.
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # No message yet (the path format: conversation/path.py, ``empty()``).
 EMPTY_CONVERSATION: dict[str, Any] = {"head": None, "next": 1, "segments": []}
 EMPTY_SANDBOX = {"state": None, "expiresAt": None, "hibernateAfter": None, "snapshot": None}
@@ -127,13 +125,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "message_count": 0,
         "summary": None,
         "last_error": None,
-        "workspace": {
-            "head": EMPTY_TREE,
-            "base": EMPTY_TREE,
-            "filesChanged": 0,
-            "linesAdded": 0,
-            "linesRemoved": 0,
-        },
+        "workspace": figures.workspace(),
         "repo": None,
         "sandbox": dict(EMPTY_SANDBOX),
         "lifecycle_version": 1,

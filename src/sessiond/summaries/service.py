@@ -21,11 +21,11 @@ from sessiond.conversation.parts import text_of
 from sessiond.db import tables as t
 from sessiond.db.executor import Database, Tx
 from sessiond.errors import NotFound
+from sessiond.files import trees
+from sessiond.files.objects import ObjectStore
 from sessiond.sessions import kernel
 from sessiond.sessions.render import render_session
 from sessiond.summaries.summarizer import Summarizer, Summary, SummaryInput, ToolUse
-from sessiond.workspace import trees
-from sessiond.workspace.objects import ObjectStore
 
 log = logging.getLogger("sessiond.summaries")
 

@@ -80,8 +80,7 @@ def _lock(
     tx: Tx, account_id: str, session_id: str, if_match: int | str | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Lock the active session; its task rows in order."""
-    session = kernel.lock_light(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(session)
+    session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     return session, _rows(tx, session_id)
 
 
@@ -152,14 +151,8 @@ def _save(
         )
     rendered = [render(row) for row in after]
     if gone or added or moved:
-        kernel.touch(tx, session)
-        tx.emit(
-            session["account_id"],
-            "task.updated",
-            {"change": change, "taskId": task_id, "tasks": rendered},
-            session_id=session["id"],
-            workspace_id=session["workspace_id"],
-        )
+        data = {"change": change, "taskId": task_id, "tasks": rendered}
+        kernel.emit(tx, session, "task.updated", data, activity=True)
     return rendered
 
 

@@ -11,17 +11,17 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from sessiond.errors import invalid
+from sessiond.files import diff as diffs
+from sessiond.files import service as files
+from sessiond.files import snapshot
+from sessiond.files.models import Batch, DeleteOp, Path, Ref
+from sessiond.files.paths import check_path
+from sessiond.files.service import MANIFEST_MAX_LIMIT
 from sessiond.http.deps import Ctx, Reader, Writer
 from sessiond.http.respond import Json
 from sessiond.http.routing import StrictRoute, raw_body
 from sessiond.http.schemas import ERRORS
-from sessiond.models import Declared
-from sessiond.workspace import diff as diffs
-from sessiond.workspace import service as files
-from sessiond.workspace import snapshot
-from sessiond.workspace.models import PATH_PATTERN, Batch, DeleteOp, Path, Ref
-from sessiond.workspace.paths import PATH_BYTES, check_path
-from sessiond.workspace.service import MANIFEST_MAX_LIMIT
+from sessiond.models import PATH_BYTES, PATH_PATTERN, Declared
 
 router = APIRouter(
     route_class=StrictRoute, prefix="/v1/sessions/{session_id}", tags=["files"], responses=ERRORS

@@ -8,6 +8,9 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from sessiond.db.executor import Tx
+from sessiond.files import commits, environment
+from sessiond.files import merge as merges
+from sessiond.files.commits import Author
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created, with_etag
 from sessiond.http.routing import StrictRoute
@@ -17,10 +20,8 @@ from sessiond.pagination import Limit, check_limit
 from sessiond.sessions.models import JsonObject, Tag, Title
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import SessionEnvelope
-from sessiond.workspace import checkpoints, commits, environment
-from sessiond.workspace import merge as merges
-from sessiond.workspace.commits import Author
-from sessiond.workspace.fork import fork
+from sessiond.versions import checkpoints
+from sessiond.versions.fork import fork
 
 router = APIRouter(
     route_class=StrictRoute, prefix="/v1/sessions/{session_id}", tags=["versions"], responses=ERRORS

@@ -26,10 +26,11 @@ from dulwich.web import make_wsgi_chain
 
 from sessiond.db.executor import Database, Tx
 from sessiond.errors import InvalidPath, SessionNotActive
+from sessiond.files import commits, paths, trees
+from sessiond.files.objects import ObjectStore
+from sessiond.files.service import write_changes
 from sessiond.sessions import kernel
-from sessiond.workspace import commits, paths, trees
-from sessiond.workspace.objects import ObjectStore
-from sessiond.workspace.service import write_changes
+from sessiond.sessions.figures import EMPTY_TREE
 
 MAIN = Ref(b"refs/heads/main")
 HEAD = Ref(b"HEAD")
@@ -108,7 +109,7 @@ def apply_push(
     fresh = [repo.object_store[sha] for sha in repo.object_store if sha.decode() not in known]
     _check_trees(repo, [commit, *(obj for obj in fresh if isinstance(obj, Commit))])
     store.add(fresh)
-    old_tree = commits.tree_of(store, old) if old else trees.EMPTY_TREE
+    old_tree = commits.tree_of(store, old) if old else EMPTY_TREE
     if old_tree != row["workspace"]["head"]:
         raise HookError("the working tree changed since you fetched; pull, then push again")
     new_tree = commit.tree.decode()

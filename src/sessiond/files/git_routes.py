@@ -12,10 +12,10 @@ from starlette.types import Receive, Scope, Send
 from sessiond.auth import service as auth
 from sessiond.auth.principal import Principal
 from sessiond.errors import NotFound
+from sessiond.files import githttp
 from sessiond.http.deps import Ctx, _secret
 from sessiond.http.errors import error_response
 from sessiond.http.routing import StrictRoute, raw_body
-from sessiond.workspace import githttp
 
 router = APIRouter(route_class=StrictRoute, tags=["git"])
 

@@ -15,23 +15,20 @@ from sessiond.conversation import messages
 from sessiond.conversation import path as P
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
-from sessiond.errors import InvalidTransition, NotFound, invalid
-from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import kernel
+from sessiond.errors import InvalidTransition, invalid
+from sessiond.files import trees
+from sessiond.files.diff import checkpoint_not_found
+from sessiond.files.objects import ObjectStore
+from sessiond.files.stats import line_delta
+from sessiond.pagination import keyset
+from sessiond.sessions import figures, kernel
 from sessiond.tasks import service as tasks
-from sessiond.workspace import trees
-from sessiond.workspace.objects import ObjectStore
-from sessiond.workspace.record import render, take
-from sessiond.workspace.stats import line_delta
+from sessiond.versions.record import render, take
 
 cp = t.checkpoints
 SCOPES = ("all", "files", "conversation")
 LABEL_CHARS = 200
 DESCRIPTION_CHARS = 10_000
-
-
-def checkpoint_not_found(checkpoint_id: str) -> NotFound:
-    return NotFound(f"checkpoint {checkpoint_id} not found in this session")
 
 
 def create(
@@ -47,31 +44,18 @@ def create(
         raise invalid("label", f"at most {LABEL_CHARS} characters")
     if description is not None and len(description) > DESCRIPTION_CHARS:
         raise invalid("description", f"at most {DESCRIPTION_CHARS} characters")
-    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(row)
+    row = kernel.lock_active(tx, account_id, session_id, if_match=if_match, full=True)
     return take(tx, row, label=label, description=description)
 
 
-def _row(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> dict[str, Any]:
-    found = tx.conn.execute(
-        sa.select(cp).where(
-            cp.c.id == checkpoint_id, cp.c.session_id == session_id, cp.c.account_id == account_id
-        )
-    ).first()
-    if found is None:
-        raise checkpoint_not_found(checkpoint_id)
-    return dict(found._mapping)
+def get_row(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> dict[str, Any]:
+    """The checkpoint row (404 unless it is one of this session's)."""
+    return kernel.fetch_one(tx, cp, account_id, session_id, checkpoint_id, checkpoint_not_found)
 
 
 def get(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> dict[str, Any]:
     kernel.require_exists(tx, account_id, session_id)
-    return render(_row(tx, account_id, session_id, checkpoint_id))
-
-
-def tree_at(tx: Tx, account_id: str, session_id: str, at: str) -> str:
-    """The tree a checkpoint of this session names (``?at=``, sources). Scoped by account
-    and session: another session's checkpoint is not found."""
-    return str(_row(tx, account_id, session_id, at)["tree"])
+    return render(get_row(tx, account_id, session_id, checkpoint_id))
 
 
 def list_page(
@@ -80,13 +64,9 @@ def list_page(
     """The session's checkpoints, newest first."""
     kernel.require_exists(tx, account_id, session_id)
     q = sa.select(cp).where(cp.c.session_id == session_id, cp.c.account_id == account_id)
-    if cursor:
-        q = q.where(cp.c.id < decode_cursor(cursor, "checkpoints")["id"])
-    rows = [r._mapping for r in tx.conn.execute(q.order_by(cp.c.id.desc()).limit(limit + 1))]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor({"k": "checkpoints", "id": rows[-1]["id"]})
+    rows, next_cursor = keyset(
+        tx, q, cp.c.id, "checkpoints", limit=limit, cursor=cursor, descending=True
+    )
     return [render(r) for r in rows], next_cursor
 
 
@@ -100,18 +80,17 @@ def _set_files(tx: Tx, row: dict[str, Any], state: dict[str, Any]) -> bool:
         return False
     store = ObjectStore(tx, row["account_id"])
     if state["base"] == ws["base"]:
-        figures = state["figures"]
+        counts = state["figures"]
     else:  # the base moved since (rare): recompute from the trees
-        figures = {"filesChanged": 0, "linesAdded": 0, "linesRemoved": 0}
+        files = added = removed = 0
         for _path, a, b in trees.diff(store, ws["base"], state["tree"]):
             old = store.get(a[1]).as_raw_string() if a else b""
             new = store.get(b[1]).as_raw_string() if b else b""
-            added, removed = line_delta(old, new)
-            figures["filesChanged"] += 1
-            figures["linesAdded"] += added
-            figures["linesRemoved"] += removed
+            more, fewer = line_delta(old, new)
+            files, added, removed = files + 1, added + more, removed + fewer
+        counts = figures.counts(files, added, removed)
     paths = [path for path, _a, _b in trees.diff(store, ws["head"], state["tree"])]
-    ws.update(head=state["tree"], **figures)
+    ws.update(head=state["tree"], **counts)
     kernel.write_fields(tx, row, {"workspace": ws})
     tx.emit(
         row["account_id"],
@@ -167,17 +146,15 @@ def restore(
     """Restore a checkpoint (after recording the current state). Returns the session row
     and the id of the undo checkpoint."""
     _check_scope(scope)
-    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(row)
-    state = _row(tx, account_id, session_id, checkpoint_id)
+    row = kernel.lock_active(tx, account_id, session_id, if_match=if_match, full=True)
+    state = get_row(tx, account_id, session_id, checkpoint_id)
     undo = take(tx, row, label="before restore", auto=True)
     apply_state(tx, row, state, scope, state["conversation"])
-    tx.emit(
-        account_id,
+    kernel.emit(
+        tx,
+        row,
         "session.restored",
         {"checkpointId": checkpoint_id, "scope": scope, "undoCheckpointId": undo["id"]},
-        session_id=session_id,
-        workspace_id=row["workspace_id"],
     )
     return row, undo["id"]
 
@@ -221,8 +198,7 @@ def revert(
 ) -> dict[str, Any]:
     """The state as it was just before ``message_id``; the message leaves the path."""
     _check_scope(scope)
-    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(row)
+    row = kernel.lock_active(tx, account_id, session_id, if_match=if_match, full=True)
     seq, state = state_before(tx, account_id, row, message_id)
     undo = take(tx, row, label="before revert", auto=True)
     conversation = P.cut(row["conversation"], seq - 1)
@@ -232,12 +208,11 @@ def revert(
     else:
         apply_state(tx, row, state, scope, conversation)
     kernel.write_fields(tx, row, {"revert_undo": undo["id"]})
-    tx.emit(
-        account_id,
+    kernel.emit(
+        tx,
+        row,
         "session.reverted",
         {"messageId": message_id, "scope": scope, "undoCheckpointId": undo["id"]},
-        session_id=session_id,
-        workspace_id=row["workspace_id"],
     )
     return row
 
@@ -246,18 +221,11 @@ def unrevert(
     tx: Tx, account_id: str, session_id: str, *, if_match: int | str | None = None
 ) -> dict[str, Any]:
     """Undo the last revert: back to the state recorded just before it."""
-    row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
-    kernel.require_active(row)
+    row = kernel.lock_active(tx, account_id, session_id, if_match=if_match, full=True)
     if row["revert_undo"] is None:
         raise InvalidTransition("nothing to unrevert: no revert since the last unrevert")
-    state = _row(tx, account_id, session_id, row["revert_undo"])
+    state = get_row(tx, account_id, session_id, row["revert_undo"])
     apply_state(tx, row, state, "all", state["conversation"])
     kernel.write_fields(tx, row, {"revert_undo": None})
-    tx.emit(
-        account_id,
-        "session.reverted",
-        {"undone": True, "checkpointId": state["id"]},
-        session_id=session_id,
-        workspace_id=row["workspace_id"],
-    )
+    kernel.emit(tx, row, "session.reverted", {"undone": True, "checkpointId": state["id"]})
     return row

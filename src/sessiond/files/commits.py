@@ -15,12 +15,12 @@ from dulwich.objects import Commit, ObjectID
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import Conflict, invalid
+from sessiond.files.diff import compute
+from sessiond.files.objects import ObjectStore
 from sessiond.ids import iso
 from sessiond.models import ApiModel
 from sessiond.pagination import decode_cursor, encode_cursor
 from sessiond.sessions import kernel
-from sessiond.workspace.diff import compute
-from sessiond.workspace.objects import ObjectStore
 
 c = t.commits
 DEFAULT_AUTHOR = {"name": "sessiond", "email": "sessiond@localhost"}

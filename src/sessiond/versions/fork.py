@@ -13,14 +13,14 @@ from sessiond.conversation import messages
 from sessiond.conversation import path as P
 from sessiond.db.executor import Tx
 from sessiond.errors import ValidationFailed
+from sessiond.files.objects import ObjectStore
 from sessiond.sessions import kernel
 from sessiond.sessions import service as sessions
 from sessiond.sessions.models import SessionCreate
 from sessiond.settings import Limits
 from sessiond.tasks import service as tasks
-from sessiond.workspace import checkpoints
-from sessiond.workspace.objects import ObjectStore
-from sessiond.workspace.record import take
+from sessiond.versions import checkpoints
+from sessiond.versions.record import take
 
 
 def fork(
@@ -44,7 +44,7 @@ def fork(
     ObjectStore(tx, account_id)  # holds off garbage collection until this commits
     parent = kernel.load_for_write(tx, account_id, session_id)
     if checkpoint_id is not None:
-        state = checkpoints._row(tx, account_id, session_id, checkpoint_id)
+        state = checkpoints.get_row(tx, account_id, session_id, checkpoint_id)
         conversation = state["conversation"]
     elif message_id is not None:
         seq, found = checkpoints.state_before(tx, account_id, parent, message_id)

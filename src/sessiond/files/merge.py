@@ -23,11 +23,11 @@ from dulwich.objects import Blob, Commit
 
 from sessiond.db.executor import Tx
 from sessiond.errors import MergeConflict, invalid
+from sessiond.files import commits, paths, trees
+from sessiond.files.objects import ObjectStore
+from sessiond.files.service import write_changes
+from sessiond.files.stats import is_binary
 from sessiond.sessions import kernel
-from sessiond.workspace import commits, paths, trees
-from sessiond.workspace.objects import ObjectStore
-from sessiond.workspace.service import write_changes
-from sessiond.workspace.stats import is_binary
 
 STRATEGIES = ("fail", "ours", "theirs", "markers")
 

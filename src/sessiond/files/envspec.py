@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Callable
 from typing import Any
 
-from sessiond.workspace import packages
+from sessiond.files import packages
 
 KNOWN = (
     "pyproject.toml",

@@ -15,13 +15,13 @@ from typing import Any
 from dulwich.objects import ObjectID, ShaFile, Tree
 
 from sessiond.errors import Conflict, InvalidPath
-from sessiond.workspace.objects import ObjectStore
+from sessiond.files.objects import ObjectStore
+from sessiond.sessions.figures import EMPTY_TREE
 
 FILE = 0o100644
 EXECUTABLE = 0o100755
 SYMLINK = 0o120000
 DIRECTORY = 0o040000
-EMPTY_TREE = Tree().id.decode()
 
 Entry = tuple[int, str]  # (mode, sha)
 

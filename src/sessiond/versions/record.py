@@ -11,6 +11,7 @@ from sessiond.conversation import path as P
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.ids import iso, new_id
+from sessiond.sessions import figures
 from sessiond.tasks import service as tasks
 
 cp = t.checkpoints
@@ -74,7 +75,7 @@ def take(
             }
             for x in tasks.list_for_session(tx, row["id"])
         ],
-        "figures": {k: ws[k] for k in ("filesChanged", "linesAdded", "linesRemoved")},
+        "figures": figures.of(ws),
         "auto": auto,
         "created_at": tx.now,
     }

@@ -19,10 +19,10 @@ from dulwich.patch import write_object_diff
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, invalid
+from sessiond.files import trees
+from sessiond.files.objects import ObjectStore
+from sessiond.files.stats import is_binary, line_delta
 from sessiond.sessions import kernel
-from sessiond.workspace import checkpoints, trees
-from sessiond.workspace.objects import ObjectStore
-from sessiond.workspace.stats import is_binary, line_delta
 
 SHA = re.compile(r"[0-9a-f]{40}")
 CACHE_SIZE = 256
@@ -38,6 +38,20 @@ class _Store:
 
     def __getitem__(self, sha: bytes) -> ShaFile:
         return self.store.get(sha.decode())
+
+
+def checkpoint_not_found(checkpoint_id: str) -> NotFound:
+    return NotFound(f"checkpoint {checkpoint_id} not found in this session")
+
+
+def checkpoint_tree(tx: Tx, account_id: str, session_id: str, checkpoint_id: str) -> str:
+    """The tree a checkpoint of this session names (``?at=``, sources, annotation
+    targets). Scoped by account and session: another session's checkpoint is not found.
+    (A read of the ``checkpoints`` table; ``versions.checkpoints`` writes it.)"""
+    row = kernel.fetch_one(
+        tx, t.checkpoints, account_id, session_id, checkpoint_id, checkpoint_not_found
+    )
+    return str(row["tree"])
 
 
 def resolve(
@@ -59,7 +73,7 @@ def resolve(
     if ref in ("head", "working"):
         return str(ws["head"])
     if ref.startswith("cp_"):
-        return checkpoints.tree_at(tx, account_id, session_id, ref)
+        return checkpoint_tree(tx, account_id, session_id, ref)
     if SHA.fullmatch(ref):
         found = tx.conn.execute(
             sa.select(t.commits.c.tree).where(

@@ -22,10 +22,10 @@ from typing import TypeVar
 from dulwich.objects import Blob, ShaFile, Tree, serialize_tree
 
 from sessiond.errors import InvalidPath
-from sessiond.workspace.trees import DIRECTORY, EMPTY_TREE, EXECUTABLE, FILE, SYMLINK
+from sessiond.files.trees import DIRECTORY, EXECUTABLE, FILE, SYMLINK
+from sessiond.models import NAME_BYTES, PATH_BYTES
+from sessiond.sessions.figures import EMPTY_TREE
 
-PATH_BYTES = 4096
-NAME_BYTES = 255
 MODES = frozenset({FILE, EXECUTABLE, SYMLINK, DIRECTORY})
 
 GetObject = Callable[[str], ShaFile]  # hex sha → object; KeyError when absent

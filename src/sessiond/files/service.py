@@ -28,15 +28,15 @@ from sessiond.errors import (
     ValidationFailed,
     invalid,
 )
+from sessiond.files import trees
+from sessiond.files.diff import resolve
+from sessiond.files.models import MAX_BATCH_OPERATIONS, OPS, DeleteOp, RenameOp, WriteOp
+from sessiond.files.objects import ObjectStore
+from sessiond.files.paths import check_path
+from sessiond.files.stats import line_delta
 from sessiond.pagination import decode_cursor, encode_cursor
-from sessiond.sessions import kernel
+from sessiond.sessions import figures, kernel
 from sessiond.settings import Limits
-from sessiond.workspace import trees
-from sessiond.workspace.diff import resolve
-from sessiond.workspace.models import MAX_BATCH_OPERATIONS, OPS, DeleteOp, RenameOp, WriteOp
-from sessiond.workspace.objects import ObjectStore
-from sessiond.workspace.paths import check_path
-from sessiond.workspace.stats import line_delta
 
 MANIFEST_DEFAULT_LIMIT = 1000
 MANIFEST_MAX_LIMIT = 10_000
@@ -269,9 +269,6 @@ def _content_at(store: ObjectStore, new_blobs: dict[str, Blob], entry: trees.Ent
     return (blob if blob is not None else store.get(entry[1])).as_raw_string()
 
 
-FIGURES = ("filesChanged", "linesAdded", "linesRemoved")
-
-
 def _lookup_or_none(store: ObjectStore, root: str, path: str) -> trees.Entry | None:
     try:
         return trees.lookup(store, root, path)
@@ -300,7 +297,7 @@ def _new_figures(
             files += sign
             added += sign * a
             removed += sign * d
-    return {"filesChanged": files, "linesAdded": added, "linesRemoved": removed}
+    return figures.counts(files, added, removed)
 
 
 def apply_operations(
@@ -353,9 +350,9 @@ def write_changes(
     root = ws["head"]
     store.add(blobs)
     by_sha = {b.id.decode(): b for b in blobs}
-    figures = _new_figures(store, ws, changes, by_sha)
+    counts = _new_figures(store, ws, changes, by_sha)
     new_root = trees.apply(store, root, changes)
-    ws.update(head=new_root, **figures)
+    ws.update(head=new_root, **counts)
     if new_root != root or ws != row["workspace"]:
         kernel.write_fields(tx, row, {"workspace": ws, "last_activity_at": tx.now})
         data: dict[str, Any] = {"paths": sorted(changes), "workspace": ws}

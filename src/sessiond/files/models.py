@@ -6,20 +6,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StrictStr
 
-from sessiond.conversation.parts import BASE64_PATTERN
-from sessiond.models import CHAR, ApiModel, Declared, DeclaredAs
-from sessiond.workspace.paths import NAME_BYTES, PATH_BYTES
+from sessiond.models import (
+    BASE64_PATTERN,
+    CHAR,
+    PATH_BYTES,
+    PATH_PATTERN,
+    ApiModel,
+    Declared,
+    DeclaredAs,
+)
 
 MAX_BATCH_OPERATIONS = 1000
 
-# A workspace path as the OpenAPI document declares it (``workspace.paths.check_path``
-# decides; its limits are in bytes of UTF-8, these in characters): relative, ``/``-separated
-# names, none empty, ``.``, ``..`` or ``.git`` (any case), no ``\`` and no NUL.
-_NAME = rf"(?!\.\.?(?:/|$))(?!\.[gG][iI][tT](?:/|$))[^/\\\x00]{{1,{NAME_BYTES}}}"
-PATH_PATTERN = rf"^{_NAME}(?:/{_NAME})*$"
-PATH_SCHEMA: dict[str, Any] = {"type": "string", "pattern": PATH_PATTERN, "maxLength": PATH_BYTES}
 Path = Annotated[StrictStr, Declared(pattern=PATH_PATTERN, maxLength=PATH_BYTES)]
-# A tree to read or compare (``workspace.diff.resolve``): ``base``, ``head`` (or ``working``),
+# A tree to read or compare (``files.diff.resolve``): ``base``, ``head`` (or ``working``),
 # a checkpoint id or a commit sha; empty is the default.
 REF_PATTERN = rf"^(?:|base|head|working|cp_{CHAR}*|[0-9a-f]{{40}})$"
 Ref = Annotated[str | None, Declared(pattern=REF_PATTERN)]

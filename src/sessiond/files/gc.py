@@ -25,8 +25,8 @@ from dulwich.objects import Commit, Tree
 
 from sessiond.db import tables as t
 from sessiond.db.executor import Database, Tx
-from sessiond.workspace.objects import GC_LOCK_KEY, ObjectStore
-from sessiond.workspace.trees import EMPTY_TREE
+from sessiond.files.objects import GC_LOCK_KEY, ObjectStore
+from sessiond.sessions.figures import EMPTY_TREE
 
 g = t.git_objects
 CHUNK = 500

@@ -13,9 +13,9 @@ import tempfile
 from typing import IO
 
 from sessiond.db.executor import Tx
-from sessiond.workspace import paths, trees
-from sessiond.workspace.diff import resolve
-from sessiond.workspace.objects import ObjectStore
+from sessiond.files import paths, trees
+from sessiond.files.diff import resolve
+from sessiond.files.objects import ObjectStore
 
 SPOOL_BYTES = 8 * 1024 * 1024
 

@@ -7,11 +7,11 @@ from typing import Any
 from dulwich.objects import Blob
 
 from sessiond.db.executor import Tx
+from sessiond.files import envspec, trees
+from sessiond.files.objects import ObjectStore
 from sessiond.sessions import kernel
 from sessiond.sessions import validation as v
 from sessiond.settings import Limits
-from sessiond.workspace import envspec, trees
-from sessiond.workspace.objects import ObjectStore
 
 READ_BYTES = 1024 * 1024  # larger files are not read for inference
 

@@ -14,11 +14,12 @@ from dulwich.objects import Blob
 
 from sessiond.db.executor import Tx
 from sessiond.errors import ValidationFailed, invalid
+from sessiond.files import diff, trees
+from sessiond.files.objects import ObjectStore
+from sessiond.files.paths import check_path
 from sessiond.sessions import kernel
+from sessiond.sessions.figures import EMPTY_TREE
 from sessiond.settings import Limits
-from sessiond.workspace import checkpoints, trees
-from sessiond.workspace.objects import ObjectStore
-from sessiond.workspace.paths import check_path
 
 MAX_INLINE_FILES = 10_000
 
@@ -76,14 +77,14 @@ def apply(
             blobs.append(blob)
             changes[path] = (trees.FILE, blob.id.decode())
         store.add(blobs)
-        tree = trees.apply(store, trees.EMPTY_TREE, changes)
+        tree = trees.apply(store, EMPTY_TREE, changes)
     else:
         ObjectStore(tx, account_id)  # holds off garbage collection until this commits
         source_id = str(source.get("sessionId", source.get("session_id")))
         checkpoint_id: str | None = source.get("checkpointId", source.get("checkpoint_id"))
         origin = kernel.get_row(tx, account_id, source_id)
         if checkpoint_id is not None:
-            tree = checkpoints.tree_at(tx, account_id, source_id, checkpoint_id)
+            tree = diff.checkpoint_tree(tx, account_id, source_id, checkpoint_id)
         else:
             tree = origin["workspace"]["head"]
     ws = dict(row["workspace"], head=tree, base=tree)

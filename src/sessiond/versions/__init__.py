@@ -1,0 +1,1 @@
+"""Versions: what composes files, conversation, context and tasks (docs/design/layout.md)."""
