@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,12 +19,11 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.convertors import PathConvertor
 
-from sessiond.app import create_app
-from sessiond.auth import service as auth
 from sessiond.http.routing import StrictRoute, flatten_routes
-from sessiond.settings import Limits, Settings
+from sessiond.settings import Settings
 from tests.support.api import Api, Tenant
 from tests.support.live import live_server
+from tests.test_errors import small  # noqa: F401 (the fixture: JSON bodies up to 1,000 bytes)
 
 MAX_EVENT_ID = 2**63 - 1
 
@@ -350,16 +348,7 @@ def test_a_path_that_looks_like_a_file_route_is_still_json(api: Api, sid: str) -
     )
 
 
-@pytest.fixture
-def small(settings: Settings) -> Iterator[Api]:
-    """An app whose JSON bodies are limited to 1,000 bytes (files keep their 50 MiB)."""
-    limited = settings.model_copy(update={"limits": Limits(body_bytes=1000)})
-    with TestClient(create_app(limited), raise_server_exceptions=False) as c:
-        secret = c.app.state.ctx.db.write_sync(auth.bootstrap)  # type: ignore[attr-defined]
-        yield Api(c, str(secret))
-
-
-def test_the_json_limit_holds_on_a_path_with_files_in_it(small: Api) -> None:
+def test_the_json_limit_holds_on_a_path_with_files_in_it(small: Api) -> None:  # noqa: F811
     sid = small.session()["id"]
     big = b'{"value": "' + b"x" * 3000 + b'"}'
     small.put(

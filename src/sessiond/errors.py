@@ -37,10 +37,6 @@ class NotFound(SessiondError):
     status, code = 404, "not_found"
 
 
-class MethodNotAllowed(SessiondError):
-    status, code = 405, "method_not_allowed"
-
-
 class Conflict(SessiondError):
     status, code = 409, "conflict"
 
@@ -108,7 +104,3 @@ class InvalidPath(SessiondError):
 
 class IdempotencyMismatch(SessiondError):
     status, code = 422, "idempotency_mismatch"
-
-
-class RateLimited(SessiondError):
-    status, code = 429, "rate_limited"

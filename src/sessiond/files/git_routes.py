@@ -9,11 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.types import Receive, Scope, Send
 
-from sessiond.auth import service as auth
 from sessiond.auth.principal import Principal
 from sessiond.errors import NotFound
 from sessiond.files import githttp
-from sessiond.http.deps import Ctx, _secret
+from sessiond.http.deps import Ctx, _secret, principal_for
 from sessiond.http.errors import error_response
 from sessiond.http.routing import StrictRoute, raw_body
 
@@ -56,15 +55,9 @@ def _basic_secret(request: Request) -> str | None:
     return _secret(request)
 
 
-async def _principal(request: Request, ctx: Ctx) -> Principal | None:
+async def _principal(request: Request) -> Principal | None:
     secret = _basic_secret(request)
-    if not secret:
-        return None
-    hit, principal = ctx.auth_cache.get(secret)
-    if not hit:
-        principal = await ctx.db.read(auth.authenticate, secret)
-        ctx.auth_cache.put(secret, principal)
-    return principal
+    return await principal_for(request, secret) if secret else None
 
 
 @router.api_route(
@@ -74,7 +67,7 @@ async def _principal(request: Request, ctx: Ctx) -> Principal | None:
 async def git(session_id: str, rest: str, request: Request, ctx: Ctx) -> Response:
     """``git clone|fetch|pull|push https://<server>/v1/sessions/<id>/git`` with the API key
     as the password. ``main`` is the working tree; only ``main`` can be pushed."""
-    principal = await _principal(request, ctx)
+    principal = await _principal(request)
     if principal is None:
         return error_response(
             401,
@@ -82,8 +75,6 @@ async def git(session_id: str, rest: str, request: Request, ctx: Ctx) -> Respons
             "unauthorized",
             headers=CHALLENGE,
         )
-    state = request.scope.setdefault("state", {})
-    state["account_id"] = principal.account_id
     push = rest.endswith("git-receive-pack") or (
         request.query_params.get("service") == "git-receive-pack"
     )

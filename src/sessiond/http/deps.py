@@ -28,6 +28,21 @@ def _secret(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+async def principal_for(request: Request, secret: str) -> Principal | None:
+    """The caller a secret names (None: unknown or revoked), through the auth cache; the
+    access log learns the account and key. Every route (git's too) authenticates here."""
+    ctx: AppContext = request.app.state.ctx
+    hit, principal = ctx.auth_cache.get(secret)
+    if not hit:
+        principal = await ctx.db.read(auth.authenticate, secret)
+        ctx.auth_cache.put(secret, principal)
+    if principal is not None:
+        state = request.scope.setdefault("state", {})
+        state["account_id"] = principal.account_id
+        state["key_id"] = principal.key_id
+    return principal
+
+
 async def get_principal(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer <key>`` or ``x-api-key: <key>``.
 
@@ -37,16 +52,9 @@ async def get_principal(request: Request) -> Principal:
     secret = _secret(request)
     if not secret:
         raise Unauthorized("missing API key; send Authorization: Bearer <key> or x-api-key: <key>")
-    ctx: AppContext = request.app.state.ctx
-    hit, principal = ctx.auth_cache.get(secret)
-    if not hit:
-        principal = await ctx.db.read(auth.authenticate, secret)
-        ctx.auth_cache.put(secret, principal)
+    principal = await principal_for(request, secret)
     if principal is None:
         raise Unauthorized("unknown or revoked API key")
-    state = request.scope.setdefault("state", {})
-    state["account_id"] = principal.account_id
-    state["key_id"] = principal.key_id
     return principal
 
 
