@@ -76,3 +76,23 @@ def test_failing_job_in_a_group_rolls_back_alone(client: TestClient, tenant: Any
         pass
     assert db.read_sync(_count_workspaces) == before + 2
     assert isinstance(jobs[0], cf.Future)
+
+
+def test_every_transaction_takes_its_now_from_the_clock(database_url: str) -> None:
+    """Reads, single writes and grouped writes (SQLite), pooled writes (PostgreSQL): all
+    see the injected clock, read once per transaction."""
+    ticks = iter(range(1_000, 1_000_000, 1_000))
+    db = Database(database_url, readers=1, pg_workers=2, clock=lambda: next(ticks))
+    db.start()
+    try:
+        first = db.read_sync(lambda tx: tx.now)
+        assert db.read_sync(lambda tx: (tx.now, tx.now)) == (first + 1_000, first + 1_000)
+        assert db.write_sync(lambda tx: tx.now) == first + 2_000
+        gate = threading.Event()
+        held = db.submit_write(lambda tx: (gate.wait(5), tx.now)[1])
+        grouped = [db.submit_write(lambda tx: tx.now) for _ in range(3)]
+        gate.set()
+        nows = [held.result(5), *(f.result(5) for f in grouped)]
+        assert len(set(nows)) == 4 and all(first < now < 1_000_000 for now in nows)
+    finally:
+        db.close()
