@@ -456,7 +456,7 @@ def delete(
     _emit(tx, row, "message.deleted", {"id": message_id, "seq": seq})
 
 
-# -- head moves (restore, revert, fork: workspace/checkpoints.py, workspace/fork.py) -------
+# -- head moves (restore, revert, fork: versions/checkpoints.py, versions/fork.py) ---------
 
 
 def seq_of(tx: Tx, account_id: str, path: P.Path, message_id: str) -> int:

@@ -20,7 +20,7 @@ from sessiond.db.executor import Tx
 g = t.git_objects
 BATCH = 500
 # Transaction-level advisory lock on PostgreSQL: shared by every write that uses the
-# object store, exclusive for garbage collection (workspace/gc.py).
+# object store, exclusive for garbage collection (files/gc.py).
 GC_LOCK_KEY = 0x5E55_6C00
 
 _GET = sa.select(g.c.type, g.c.data).where(

@@ -28,7 +28,7 @@ Tag = Annotated[
 Name = Annotated[StrictStr, Declared(maxLength=NAME_FIELDS_MAX)]
 Ttl = Annotated[StrictInt, Declared(minimum=1, maximum=MAX_TTL_SECONDS)]
 JsonObject = Annotated[Any, Declared(type="object")]
-# ``source`` on create (checked by ``workspace.sources.check``).
+# ``source`` on create (checked by ``versions.sources.check``).
 SOURCES = [
     {
         "type": "object",
