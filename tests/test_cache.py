@@ -239,11 +239,11 @@ def test_purge_expired(api: Api, clock: Clock) -> None:
         api.put(f"/v1/sessions/{sid}/cache/e{i}", {"value": i, "ttlSeconds": 60}, expect=201)
     api.put(f"/v1/sessions/{sid}/cache/live", {"value": 0, "ttlSeconds": 3600}, expect=201)
     api.put(f"/v1/sessions/{sid}/cache/forever", {"value": 0}, expect=201)
-    assert db.write_sync(cache.purge_expired) == 0
+    assert db.write_sync(cache.purge_expired, limit=1000) == 0
     clock.advance(60)
     assert db.write_sync(cache.purge_expired, limit=3) == 3
-    assert db.write_sync(cache.purge_expired) == 2
-    assert db.write_sync(cache.purge_expired) == 0
+    assert db.write_sync(cache.purge_expired, limit=1000) == 2
+    assert db.write_sync(cache.purge_expired, limit=1000) == 0
     assert _raw_rows(api, sid) == [("forever", 1), ("live", 1)]
 
 

@@ -190,6 +190,34 @@ def test_streamed_body_over_the_limit_is_413(small: Api) -> None:
     assert len(small.get("/v1/sessions").json()["sessions"]) == 1
 
 
+@pytest.fixture
+def tight(settings: Settings) -> Iterator[Api]:
+    """An app whose note, annotation and approval limits are set to 10 bytes."""
+    limits = Limits(note_body_bytes=10, annotation_body_bytes=10, approval_json_bytes=10)
+    with TestClient(create_app(settings.model_copy(update={"limits": limits}))) as c:
+        secret = c.app.state.ctx.db.write_sync(auth.bootstrap)  # type: ignore[attr-defined]
+        yield Api(c, str(secret))
+
+
+def test_configured_limits_are_the_ones_enforced(tight: Api) -> None:
+    """The limits in ``Settings`` are the ones services check (no module constant shadows
+    them): 10 bytes pass, 11 do not, with the configured number in the message."""
+    sid = tight.post("/v1/sessions", {}, expect=201).json()["session"]["id"]
+    base = f"/v1/sessions/{sid}"
+    tight.post(f"{base}/notes", {"title": "n", "body": "x" * 10}, expect=201)
+    r = tight.post(f"{base}/notes", {"title": "n", "body": "x" * 11}, expect=422)
+    assert _fields(r) == ["body"]
+    assert "at most 10 bytes" in r.text
+    tight.put(f"{base}/files/a.txt", {"content": "one\ntwo\n"}, expect=200)
+    target = {"path": "a.txt", "startLine": 1, "endLine": 1}
+    tight.post(f"{base}/annotations", {"target": target, "body": "x" * 10}, expect=201)
+    r = tight.post(f"{base}/annotations", {"target": target, "body": "x" * 11}, expect=422)
+    assert "at most 10 bytes" in r.text
+    tight.post(f"{base}/approvals", {"title": "t", "details": {"a": 1234}}, expect=201)
+    r = tight.post(f"{base}/approvals", {"title": "t", "details": {"a": 12345}}, expect=422)
+    assert "at most 10 bytes of JSON" in r.text
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

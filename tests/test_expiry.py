@@ -84,14 +84,14 @@ def test_sweep_function_counts(client: TestClient, api: Api, clock: Clock) -> No
     c = api.session()
     clock.advance(3600)
     db = client.app.state.ctx.db  # type: ignore[attr-defined]
-    assert db.write_sync(sessions.sweep_expired) == 2  # no background sweep in tests
-    assert db.write_sync(sessions.sweep_expired) == 0
+    assert db.write_sync(sessions.sweep_expired, limit=500) == 2  # no background sweep in tests
+    assert db.write_sync(sessions.sweep_expired, limit=500) == 0
     assert _row_status(client, a["id"]) == "expired"
     assert _row_status(client, b["id"]) == "expired"
     assert _row_status(client, later["id"]) == "active"
     assert _row_status(client, c["id"]) == "active"
     clock.advance(3600)
-    assert db.write_sync(sessions.sweep_expired) == 1
+    assert db.write_sync(sessions.sweep_expired, limit=500) == 1
     assert _row_status(client, later["id"]) == "expired"
 
 
@@ -100,7 +100,7 @@ def test_ephemeral_sessions_are_deleted_on_expiry(
 ) -> None:
     s = api.session(ttl_seconds=3600, ephemeral=True)
     clock.advance(3600)
-    assert client.app.state.ctx.db.write_sync(sessions.sweep_expired) == 1  # type: ignore[attr-defined]
+    assert client.app.state.ctx.db.write_sync(sessions.sweep_expired, limit=500) == 1  # type: ignore[attr-defined]
     api.get(f"/v1/sessions/{s['id']}", expect=404, code="not_found")
 
 

@@ -31,7 +31,7 @@ def shas(client: TestClient) -> set[str]:
 
 
 def collect(client: TestClient) -> gc.Result:
-    return gc.collect_all(client.app.state.ctx.db)  # type: ignore[attr-defined]
+    return gc.collect_all(client.app.state.ctx.db, batch=2)  # type: ignore[attr-defined]
 
 
 def test_each_account_is_collected_in_its_own_transaction(

@@ -87,6 +87,8 @@ def create_app(
         bus = EventBus(
             db,
             poll_seconds=settings.event_poll_seconds,
+            batch=settings.tuning.event_pump_batch,
+            queue_size=settings.tuning.subscriber_queue,
             on_publish=metrics.events_published.inc,
         )
         await bus.start()
@@ -116,6 +118,7 @@ def create_app(
                         interval=interval,
                         idempotency_ttl=settings.idempotency_ttl_seconds,
                         gc_every=settings.gc_every_sweeps,
+                        tuning=settings.tuning,
                     ),
                     name="sweeper",
                 )

@@ -13,28 +13,31 @@ from sessiond.cache import service as cache
 from sessiond.db.executor import Database
 from sessiond.files import gc
 from sessiond.sessions import service as sessions
+from sessiond.settings import Tuning
 
 log = logging.getLogger("sessiond.background")
 
 
 async def sweeper(
-    db: Database, *, interval: float, idempotency_ttl: int, gc_every: int = 720
+    db: Database, *, interval: float, idempotency_ttl: int, gc_every: int, tuning: Tuning
 ) -> None:
     """Every ``interval`` seconds: expiry, cache purge; every 60th: idempotency purge;
-    every ``gc_every``-th (0: never): garbage collection of unreachable git objects."""
+    every ``gc_every``-th (0: never): garbage collection of unreachable git objects.
+    Batch sizes come from ``tuning``; a full batch means more may wait, so it goes again."""
     ticks = 0
     while True:
         await asyncio.sleep(interval)
         ticks += 1
         try:
-            while await db.write(sessions.sweep_expired) >= 500:
+            expiry, purge = tuning.expiry_batch, tuning.cache_purge_batch
+            while await db.write(sessions.sweep_expired, limit=expiry) >= expiry:
                 pass
-            while await db.write(cache.purge_expired) >= 1000:
+            while await db.write(cache.purge_expired, limit=purge) >= purge:
                 pass
             if ticks % 60 == 1:
                 await db.write(idempotency.purge_expired, idempotency_ttl)
             if gc_every and ticks % gc_every == 0:
-                result = await asyncio.to_thread(gc.collect_all, db)
+                result = await asyncio.to_thread(gc.collect_all, db, batch=tuning.gc_delete_batch)
                 if result.deleted:
                     log.info("gc: %d unreachable object(s) deleted", result.deleted)
         except asyncio.CancelledError:

@@ -159,7 +159,7 @@ def gc(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     db = open_database(settings)
     try:
-        result = collector.collect_all(db)
+        result = collector.collect_all(db, batch=settings.tuning.gc_delete_batch)
     finally:
         db.close()
     print(

@@ -28,6 +28,30 @@ class Limits(BaseModel):
     json_bytes: int = 1024 * 1024  # metadata / context
     event_data_bytes: int = 256 * 1024
     cache_value_bytes: int = 1024 * 1024  # one cache entry's value, as JSON
+    note_body_bytes: int = 1024 * 1024  # a note's markdown body, UTF-8 encoded
+    annotation_body_bytes: int = 1024 * 1024
+    approval_json_bytes: int = 64 * 1024  # an approval's details, and its options, each
+
+
+class Tuning(BaseModel):
+    """Batch and buffer sizes: how much work one statement or one step takes on.
+
+    None of them changes an answer, only how it is produced; the sweeper passes the same
+    values to the services it drives, so there is one number for each.
+    """
+
+    # Sessions moved to ``expired`` per sweep transaction; expired cache entries deleted
+    # per transaction; unreachable objects deleted per statement by garbage collection.
+    expiry_batch: int = Field(default=500, ge=1)
+    cache_purge_batch: int = Field(default=1000, ge=1)
+    gc_delete_batch: int = Field(default=500, ge=1)
+    # Events read per query while a stream catches up with the log, and by the event pump.
+    event_catch_up_batch: int = Field(default=500, ge=1)
+    event_pump_batch: int = Field(default=1000, ge=1)
+    # Events buffered per live subscriber before it is told it lagged.
+    subscriber_queue: int = Field(default=1000, ge=1)
+    # A snapshot is built in memory up to this size, then spilled to a temporary file.
+    snapshot_spool_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
 
 
 class Settings(BaseModel):
@@ -39,6 +63,7 @@ class Settings(BaseModel):
     port: int = 8750
 
     limits: Limits = Field(default_factory=Limits)
+    tuning: Tuning = Field(default_factory=Tuning)
 
     # SQLite executor: one writer thread plus this many reader threads. More readers only
     # fight over the GIL (list at 16 connections: 681/s with 1, 554 with 2, 394 with 4);

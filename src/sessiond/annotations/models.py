@@ -15,7 +15,6 @@ from sessiond.models import PATH_SCHEMA, ApiModel, Declared, NotNull
 
 STATUSES = ("open", "resolved", "dismissed")
 TARGET_DOC = "{path, startLine, endLine, checkpointId?} (a file line range) or {messageId}"
-BODY_BYTES = 1024 * 1024
 
 AnnotationStatus = Literal["open", "resolved", "dismissed"]
 _LINE = {"type": "integer", "minimum": 1, "maximum": MAX_LINE}

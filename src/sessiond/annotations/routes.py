@@ -59,7 +59,9 @@ async def create_annotation(
     ``Idempotency-Key`` makes retries safe."""
 
     def create(tx: Tx) -> tuple[int, Any]:
-        item = service.create(tx, principal.account_id, session_id, body, if_match=if_match)
+        item = service.create(
+            tx, ctx.settings.limits, principal.account_id, session_id, body, if_match=if_match
+        )
         return 201, {"annotation": item}
 
     return await created(request, ctx, principal, create)
@@ -84,7 +86,13 @@ async def patch_annotation(
 ) -> Response:
     """Change body, status or target (only the fields given)."""
     item = await ctx.db.write(
-        service.update, principal.account_id, session_id, annotation_id, body, if_match=if_match
+        service.update,
+        ctx.settings.limits,
+        principal.account_id,
+        session_id,
+        annotation_id,
+        body,
+        if_match=if_match,
     )
     return Json({"annotation": item})
 

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from sessiond.annotations import targets
-from sessiond.annotations.models import BODY_BYTES, STATUSES, AnnotationCreate, AnnotationPatch
+from sessiond.annotations.models import STATUSES, AnnotationCreate, AnnotationPatch
 from sessiond.conversation import messages
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
@@ -22,6 +22,7 @@ from sessiond.files import diff
 from sessiond.ids import iso, new_id
 from sessiond.pagination import keyset
 from sessiond.sessions import kernel
+from sessiond.settings import Limits
 
 a = t.annotations_table
 FIELDS = ("target", "body", "status")
@@ -54,11 +55,11 @@ def parse_statuses(value: str | None) -> list[str] | None:
     return items
 
 
-def _check_body(body: str) -> None:
+def _check_body(limits: Limits, body: str) -> None:
     if body == "":
         raise invalid("body", "must not be empty")
-    if len(body.encode("utf-8")) > BODY_BYTES:
-        raise invalid("body", f"at most {BODY_BYTES} bytes (UTF-8 encoded)")
+    if len(body.encode("utf-8")) > limits.annotation_body_bytes:
+        raise invalid("body", f"at most {limits.annotation_body_bytes} bytes (UTF-8 encoded)")
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -115,6 +116,7 @@ def _check_target(tx: Tx, account_id: str, session_id: str, target: dict[str, An
 
 def create(
     tx: Tx,
+    limits: Limits,
     account_id: str,
     session_id: str,
     body: AnnotationCreate,
@@ -122,7 +124,7 @@ def create(
     if_match: int | str | None = None,
 ) -> dict[str, Any]:
     target = targets.parse(body.target)
-    _check_body(body.body)
+    _check_body(limits, body.body)
     session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     _check_target(tx, account_id, session_id, target)
     row = {
@@ -143,6 +145,7 @@ def create(
 
 def update(
     tx: Tx,
+    limits: Limits,
     account_id: str,
     session_id: str,
     annotation_id: str,
@@ -160,7 +163,7 @@ def update(
     if "target" in values:
         values["target"] = targets.parse(values["target"])
     if "body" in values:
-        _check_body(values["body"])
+        _check_body(limits, values["body"])
     session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
     row = _row(tx, account_id, session_id, annotation_id)
     changes = {k: val for k, val in values.items() if row[k] != val}

@@ -24,7 +24,6 @@ from sessiond.pagination import keyset
 from sessiond.sessions import kernel
 from sessiond.settings import Limits
 
-JSON_BYTES = 64 * 1024  # details, and options, each
 CURSOR_KIND = "approvals"
 
 a = t.approvals
@@ -69,8 +68,10 @@ def _check_create(limits: Limits, body: ApprovalCreate) -> None:
     if body.options is not None and len(body.options) > MAX_OPTIONS:
         errors.append({"field": "options", "message": f"at most {MAX_OPTIONS} items"})
     for name in ("details", "options"):
-        if json_bytes(name, getattr(body, name)) > JSON_BYTES:
-            errors.append({"field": name, "message": f"at most {JSON_BYTES} bytes of JSON"})
+        if json_bytes(name, getattr(body, name)) > limits.approval_json_bytes:
+            errors.append(
+                {"field": name, "message": f"at most {limits.approval_json_bytes} bytes of JSON"}
+            )
     if errors:
         raise ValidationFailed(errors)
 

@@ -165,7 +165,7 @@ def delete(
     kernel.emit(tx, session, "cache.deleted", {"key": key})
 
 
-def purge_expired(tx: Tx, limit: int = 1000) -> int:
+def purge_expired(tx: Tx, *, limit: int) -> int:
     """Delete up to ``limit`` entries past their ``expiresAt``; returns how many.
 
     Reads already treat them as absent; this only reclaims the space (no events). On

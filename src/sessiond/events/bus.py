@@ -26,9 +26,6 @@ from sessiond.events.store import EventFilter, fetch_after, max_id
 
 log = logging.getLogger("sessiond.events")
 
-QUEUE_SIZE = 1000
-BATCH = 1000
-
 
 class Lagged:
     """Put in a subscriber's queue when it fell behind: re-read from the database."""
@@ -41,7 +38,7 @@ class Subscription:
     def __init__(self, bus: EventBus, f: EventFilter) -> None:
         self.bus = bus
         self.filter = f
-        self.queue: asyncio.Queue[dict[str, Any] | Lagged] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[dict[str, Any] | Lagged] = asyncio.Queue(bus.queue_size)
         self.lagged = False
 
     def offer(self, event: dict[str, Any]) -> None:
@@ -75,10 +72,16 @@ class EventBus:
         db: Database,
         *,
         poll_seconds: float = 1.0,
+        batch: int = 1000,
+        queue_size: int = 1000,
         on_publish: Callable[[int], None] | None = None,
     ) -> None:
+        """``batch``: events read per query by the pump; ``queue_size``: events buffered
+        per subscriber before it is marked lagged (and re-reads from the log)."""
         self.db = db
         self.poll_seconds = poll_seconds
+        self.batch = batch
+        self.queue_size = queue_size
         self.on_publish = on_publish
         self.subscribers: set[Subscription] = set()
         self.last_id = 0
@@ -171,12 +174,12 @@ class EventBus:
         self._draining = True  # direct deliveries wait: they would race this read
         try:
             while True:
-                batch = await self.db.read(fetch_after, self.last_id, BATCH)
+                batch = await self.db.read(fetch_after, self.last_id, self.batch)
                 for event in batch:
                     self._publish(event)
                 if batch and self.on_publish is not None:
                     self.on_publish(len(batch))
-                if len(batch) < BATCH:
+                if len(batch) < self.batch:
                     return
         finally:
             self._draining = False

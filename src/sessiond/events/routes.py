@@ -27,7 +27,6 @@ from sessiond.sessions.models import CustomEvent
 
 router = APIRouter(route_class=StrictRoute, tags=["events"], responses=ERRORS)
 
-CATCH_UP_BATCH = 500
 MAX_EVENT_ID = 2**63 - 1  # ids are 64-bit signed integers on both backends
 
 
@@ -94,6 +93,7 @@ async def _stream(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[
     The subscription is opened before the catch-up query, so an event committed in
     between arrives both ways and is dropped the second time by its id.
     """
+    catch_up = ctx.settings.tuning.event_catch_up_batch
     sub = ctx.bus.subscribe(f)
     ctx.metrics.sse_subscribers.inc()
     last = after
@@ -101,11 +101,11 @@ async def _stream(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[
         catching_up = True
         while True:
             if catching_up:
-                rows = await ctx.db.read(list_events, f, after=last, limit=CATCH_UP_BATCH)
+                rows = await ctx.db.read(list_events, f, after=last, limit=catch_up)
                 for row in rows:
                     yield _sse(row)
                     last = row["id"]
-                catching_up = len(rows) == CATCH_UP_BATCH
+                catching_up = len(rows) == catch_up
                 continue
             item = await sub.get()
             if ctx.bus.closed:

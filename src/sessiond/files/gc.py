@@ -29,7 +29,6 @@ from sessiond.files.objects import GC_LOCK_KEY, ObjectStore
 from sessiond.sessions.figures import EMPTY_TREE
 
 g = t.git_objects
-CHUNK = 500
 
 
 @dataclass
@@ -95,26 +94,26 @@ def _mark(store: ObjectStore, trees_: set[str], commits: set[str]) -> set[str]:
     return live
 
 
-def _sweep(tx: Tx, account_id: str, result: Result) -> None:
+def _sweep(tx: Tx, account_id: str, result: Result, batch: int) -> None:
     store = ObjectStore(tx, account_id)
     live = _mark(store, *_roots(tx, account_id))
     result.marked += len(live)
     stored = tx.conn.execute(sa.select(g.c.sha).where(g.c.account_id == account_id)).scalars()
     dead = [sha for sha in stored if sha not in live]
-    for i in range(0, len(dead), CHUNK):
-        chunk = dead[i : i + CHUNK]
+    for i in range(0, len(dead), batch):
+        chunk = dead[i : i + batch]
         tx.conn.execute(g.delete().where(g.c.account_id == account_id, g.c.sha.in_(chunk)))
     result.deleted += len(dead)
     result.accounts += 1
 
 
-def collect(tx: Tx, account_id: str) -> Result:
-    """Delete every unreachable object of one account. One transaction, exclusive of
-    every writer that uses the object store."""
+def collect(tx: Tx, account_id: str, *, batch: int) -> Result:
+    """Delete every unreachable object of one account (``batch`` per statement). One
+    transaction, exclusive of every writer that uses the object store."""
     if tx.is_postgres:
         tx.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": GC_LOCK_KEY})
     result = Result()
-    _sweep(tx, account_id, result)
+    _sweep(tx, account_id, result, batch)
     return result
 
 
@@ -122,11 +121,11 @@ def accounts_with_objects(tx: Tx) -> list[str]:
     return list(tx.conn.execute(sa.select(g.c.account_id).distinct()).scalars())
 
 
-def collect_all(db: Database) -> Result:
+def collect_all(db: Database, *, batch: int) -> Result:
     """Collect every account, one transaction each (blocking: run it off the event loop)."""
     total = Result()
     for account_id in db.read_sync(accounts_with_objects):
-        one = db.write_sync(collect, account_id)
+        one = db.write_sync(collect, account_id, batch=batch)
         total.accounts += one.accounts
         total.marked += one.marked
         total.deleted += one.deleted

@@ -206,7 +206,13 @@ async def diff(
 @router.get("/snapshot", response_class=StreamingResponse)
 async def get_snapshot(session_id: str, ctx: Ctx, principal: Reader, at: Ref = None) -> Response:
     """The files as a gzip tar (the working tree, or checkpoint ``at``)."""
-    archive = await ctx.db.read(snapshot.build, principal.account_id, session_id, at)
+    archive = await ctx.db.read(
+        snapshot.build,
+        principal.account_id,
+        session_id,
+        at,
+        spool_bytes=ctx.settings.tuning.snapshot_spool_bytes,
+    )
 
     def chunks() -> Iterator[bytes]:
         try:

@@ -17,8 +17,6 @@ from sessiond.files import paths, trees
 from sessiond.files.diff import resolve
 from sessiond.files.objects import ObjectStore
 
-SPOOL_BYTES = 8 * 1024 * 1024
-
 
 def _extractable(store: ObjectStore, item: trees.Item) -> bool:
     """Whether ``item`` follows the path rules (a symlink's target stays inside too)."""
@@ -26,11 +24,13 @@ def _extractable(store: ObjectStore, item: trees.Item) -> bool:
     return reason is None
 
 
-def build(tx: Tx, account_id: str, session_id: str, at: str | None) -> IO[bytes]:
+def build(
+    tx: Tx, account_id: str, session_id: str, at: str | None, *, spool_bytes: int
+) -> IO[bytes]:
     """A gzip tar of the working tree (or checkpoint ``at``), rewound, ready to stream."""
     root = resolve(tx, account_id, session_id, at, "head", "at")
     store = ObjectStore(tx, account_id)
-    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (the caller closes it)
+    out = tempfile.SpooledTemporaryFile(max_size=spool_bytes)  # noqa: SIM115 (the caller closes it)
     with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         for item in trees.walk(store, root, "", recursive=True):
             if not _extractable(store, item):

@@ -9,7 +9,6 @@ from pydantic import StrictStr
 from sessiond.models import ApiModel, NotNull
 from sessiond.sessions.models import Title
 
-NOTE_BODY_BYTES = 1024 * 1024  # the markdown body, UTF-8 encoded
 KINDS = ("general", "spec", "task")
 
 NoteKind = Literal["general", "spec", "task"]

@@ -15,7 +15,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, ValidationFailed, invalid
 from sessiond.ids import iso, new_id
-from sessiond.notes.models import KINDS, NOTE_BODY_BYTES, NoteCreate, NotePatch
+from sessiond.notes.models import KINDS, NoteCreate, NotePatch
 from sessiond.pagination import keyset
 from sessiond.sessions import kernel
 from sessiond.settings import Limits
@@ -46,9 +46,9 @@ def _check(limits: Limits, title: str | None, body: str | None) -> None:
     errors: list[dict[str, str]] = []
     if title is not None and len(title) > limits.title_chars:
         errors.append({"field": "title", "message": f"at most {limits.title_chars} characters"})
-    if body is not None and len(body.encode("utf-8")) > NOTE_BODY_BYTES:
+    if body is not None and len(body.encode("utf-8")) > limits.note_body_bytes:
         errors.append(
-            {"field": "body", "message": f"at most {NOTE_BODY_BYTES} bytes (UTF-8 encoded)"}
+            {"field": "body", "message": f"at most {limits.note_body_bytes} bytes (UTF-8 encoded)"}
         )
     if errors:
         raise ValidationFailed(errors)

@@ -357,8 +357,8 @@ def publish_custom(
 # -- background ----------------------------------------------------------------------------
 
 
-def sweep_expired(tx: Tx, *, limit: int = 500) -> int:
-    """Move active sessions whose TTL passed to ``expired`` (one event each).
+def sweep_expired(tx: Tx, *, limit: int) -> int:
+    """Move up to ``limit`` active sessions whose TTL passed to ``expired`` (one event each).
 
     Ephemeral sessions are deleted instead of kept read-only. Returns how many changed.
     On PostgreSQL rows are claimed with ``SKIP LOCKED`` so instances share the work.
