@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.support.api import Api
+from tests.support.api import Api, Tenant
 
 Make = Callable[[Api, str, int], None]
 
@@ -30,11 +31,44 @@ def _approvals(api: Api, sid: str, i: int) -> None:
     api.post(f"/v1/sessions/{sid}/approvals", {"title": f"ok {i}?"}, expect=201)
 
 
-LISTS: list[tuple[str, str, Make]] = [
-    ("notes", "notes", _notes),
-    ("annotations", "annotations", _annotations),
-    ("checkpoints", "checkpoints", _checkpoints),
-    ("approvals", "approvals", _approvals),
+def _commits(api: Api, sid: str, i: int) -> None:
+    api.put(f"/v1/sessions/{sid}/files/f{i}.txt", {"content": f"{i}\n"}, expect=200)
+    api.post(f"/v1/sessions/{sid}/commit", {"message": f"c{i}"}, expect=201)
+
+
+def _cache(api: Api, sid: str, i: int) -> None:
+    api.put(f"/v1/sessions/{sid}/cache/k{i}", {"value": i}, expect=201)
+
+
+def _sessions(api: Api, sid: str, i: int) -> None:
+    api.session()
+
+
+def _keys(api: Api, sid: str, i: int) -> None:
+    api.post("/v1/keys", {"name": f"k{i}", "role": "read"}, expect=201)
+
+
+def _workspaces(api: Api, sid: str, i: int) -> None:
+    api.post("/v1/workspaces", {"id": f"w{i}"}, expect=201)
+
+
+def _messages(api: Api, sid: str, i: int) -> None:
+    api.post(f"/v1/sessions/{sid}/messages", {"role": "user", "content": f"m{i}"}, expect=201)
+
+
+# (name, the list's URL below the session or "/v1/..." for an account-wide list, the
+# items' key in the answer, how to add one item, the field naming an item)
+LISTS: list[tuple[str, str, str, Make, str]] = [
+    ("notes", "notes", "notes", _notes, "id"),
+    ("annotations", "annotations", "annotations", _annotations, "id"),
+    ("checkpoints", "checkpoints", "checkpoints", _checkpoints, "id"),
+    ("approvals", "approvals", "approvals", _approvals, "id"),
+    ("commits", "commits", "commits", _commits, "id"),
+    ("cache", "cache", "entries", _cache, "key"),
+    ("messages", "messages", "messages", _messages, "id"),
+    ("sessions", "/v1/sessions", "sessions", _sessions, "id"),
+    ("keys", "/v1/keys", "keys", _keys, "id"),
+    ("workspaces", "/v1/workspaces", "workspaces", _workspaces, "id"),
 ]
 
 
@@ -50,23 +84,32 @@ def _walk(api: Api, url: str, key: str, limit: int) -> list[list[Any]]:
         assert body[key], f"{url}: a cursor to an empty page"
 
 
-@pytest.mark.parametrize(("path", "key", "make"), LISTS, ids=[k for k, _, _ in LISTS])
+@pytest.mark.parametrize(
+    ("path", "key", "make", "name"), [x[1:] for x in LISTS], ids=[x[0] for x in LISTS]
+)
 def test_next_cursor_only_when_a_next_page_has_rows(
-    api: Api, path: str, key: str, make: Make
+    client: TestClient, tenant: Tenant, path: str, key: str, make: Make, name: str
 ) -> None:
+    api = tenant.api(client, "admin")  # keys are listed and made by admins
     sid = api.session()["id"]
-    url = f"/v1/sessions/{sid}/{path}"
-    for i in range(4):
+    url = path if path.startswith("/") else f"/v1/sessions/{sid}/{path}"
+
+    def count() -> int:
+        return len(api.get(url, params={"limit": 200}).json()[key])
+
+    i = 0
+    while count() < 4:  # account-wide lists start with a session, keys, a workspace
         make(api, sid, i)
+        i += 1
     pages = _walk(api, url, key, 2)
     assert [len(p) for p in pages] == [2, 2]  # exactly full: no third, empty page
-    make(api, sid, 4)
+    make(api, sid, i)
     pages = _walk(api, url, key, 2)
     assert [len(p) for p in pages] == [2, 2, 1]
-    ids = [item["id"] for page in pages for item in page]
+    ids = [item[name] for page in pages for item in page]
     assert len(set(ids)) == 5
     everything = api.get(url, params={"limit": 200}).json()[key]
-    assert ids == [item["id"] for item in everything]
+    assert ids == [item[name] for item in everything]
     api.get(url, params={"cursor": "bm90IG91cnM"}, expect=422, code="validation_error")
 
 

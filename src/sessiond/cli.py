@@ -209,7 +209,7 @@ def keys_list(
 
     def rows(tx: Any) -> list[dict[str, Any]]:
         account_id = auth.account_by_name(tx, account)["id"] if account else None
-        return auth.list_keys(tx, account_id, limit=10_000)
+        return auth.list_keys(tx, account_id)
 
     found = _run(settings, rows)
     if as_json:

@@ -14,7 +14,7 @@ from sessiond.http.respond import Json, created
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import CHAR, NON_SPACE, SPACES, ApiModel, Declared
-from sessiond.pagination import Limit, check_limit, decode_cursor, encode_cursor
+from sessiond.pagination import Limit, check_limit
 
 router = APIRouter(route_class=StrictRoute, prefix="/v1", tags=["identity"], responses=ERRORS)
 
@@ -94,11 +94,10 @@ async def create_key(request: Request, body: KeyCreate, ctx: Ctx, principal: Adm
 async def list_keys(
     ctx: Ctx, principal: Admin, limit: Limit = None, cursor: str | None = None
 ) -> Response:
-    n = check_limit(limit)
-    after = decode_cursor(cursor, "keys")["id"] if cursor else None
-    rows = await ctx.db.read(auth.list_keys, principal.account_id, limit=n + 1, after=after)
-    next_cursor = encode_cursor({"k": "keys", "id": rows[n - 1]["id"]}) if len(rows) > n else None
-    return Json({"keys": [auth.render_key(r) for r in rows[:n]], "nextCursor": next_cursor})
+    rows, next_cursor = await ctx.db.read(
+        auth.key_page, principal.account_id, limit=check_limit(limit), cursor=cursor
+    )
+    return Json({"keys": [auth.render_key(r) for r in rows], "nextCursor": next_cursor})
 
 
 @router.delete("/keys/{key_id}", status_code=204)

@@ -17,6 +17,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import AlreadyExists, Conflict, NotFound, invalid
 from sessiond.ids import iso, new_id
+from sessiond.pagination import keyset
 from sessiond.workspaces import service as workspaces
 
 SECRET_PREFIX = "sk_"
@@ -75,19 +76,25 @@ def create_key(tx: Tx, account_id: str, name: str, role: str) -> tuple[dict[str,
     return row, secret
 
 
-def list_keys(
-    tx: Tx, account_id: str | None, *, limit: int = 200, after: str | None = None
-) -> list[dict[str, Any]]:
-    """Keys of an account (all accounts when ``account_id`` is None), oldest first."""
+def _keys(account_id: str | None) -> sa.Select[Any]:
     q = sa.select(t.api_keys, t.accounts.c.name.label("account_name")).join(
         t.accounts, t.accounts.c.id == t.api_keys.c.account_id
     )
-    if account_id is not None:
-        q = q.where(t.api_keys.c.account_id == account_id)
-    if after is not None:
-        q = q.where(t.api_keys.c.id > after)
-    rows = tx.conn.execute(q.order_by(t.api_keys.c.id).limit(limit)).all()
+    return q if account_id is None else q.where(t.api_keys.c.account_id == account_id)
+
+
+def list_keys(tx: Tx, account_id: str | None) -> list[dict[str, Any]]:
+    """Every key of an account (of all accounts when ``account_id`` is None), oldest
+    first: the operator's CLI listing."""
+    rows = tx.conn.execute(_keys(account_id).order_by(t.api_keys.c.id)).all()
     return [dict(r._mapping) for r in rows]
+
+
+def key_page(
+    tx: Tx, account_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of an account's keys, oldest first, and the next cursor."""
+    return keyset(tx, _keys(account_id), t.api_keys.c.id, "keys", limit=limit, cursor=cursor)
 
 
 def revoke_key(tx: Tx, account_id: str | None, key_id: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import NotFound, PayloadTooLarge, VersionConflict, invalid
 from sessiond.ids import iso
-from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.pagination import cursor_for, seek
 from sessiond.sessions import kernel
 from sessiond.sessions import validation as v
 from sessiond.settings import Limits
@@ -247,18 +247,9 @@ def list_page(
         if end is not None:
             where.append(c.c.key < end)
         where.append(sa.func.substr(c.c.key, 1, len(prefix)) == prefix)
-    if cursor:
-        after = decode_cursor(cursor, CURSOR_KIND).get("key")
-        if not isinstance(after, str):
-            raise invalid("cursor", "not a cursor this server issued; use nextCursor as given")
-        where.append(c.c.key > after)
     # First the keys and sizes, to cut a page of large values short; then the values.
-    heads = tx.conn.execute(
-        sa.select(c.c.key, sa.func.length(c.c.value).label("size"))
-        .where(*where)
-        .order_by(c.c.key)
-        .limit(limit + 1)
-    ).all()
+    sizes = sa.select(c.c.key, sa.func.length(c.c.value).label("size")).where(*where)
+    heads = tx.conn.execute(seek(sizes, c.c.key, CURSOR_KIND, cursor).limit(limit + 1)).all()
     keys: list[str] = []
     total = 0
     for head in heads[:limit]:
@@ -275,5 +266,5 @@ def list_page(
         .order_by(c.c.key)
     ).all()
     docs = [entry_text(r.key, r.value, r.version, r.expires_at, r.updated_at) for r in rows]
-    next_cursor = encode_cursor({"k": CURSOR_KIND, "key": keys[-1]}) if more else None
+    next_cursor = cursor_for(CURSOR_KIND, c.c.key, {"key": keys[-1]}) if more else None
     return docs, next_cursor

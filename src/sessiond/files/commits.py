@@ -19,7 +19,7 @@ from sessiond.files.diff import compute
 from sessiond.files.objects import ObjectStore
 from sessiond.ids import iso
 from sessiond.models import ApiModel
-from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.pagination import keyset
 from sessiond.sessions import kernel
 
 c = t.commits
@@ -227,16 +227,7 @@ def list_page(
     """The session's commits, newest first."""
     kernel.require_exists(tx, account_id, session_id)
     q = sa.select(c).where(c.c.session_id == session_id, c.c.account_id == account_id)
-    if cursor:
-        pos = decode_cursor(cursor, "commits")
-        key = sa.tuple_(c.c.created_at, c.c.sha)
-        q = q.where(key < sa.tuple_(sa.literal(pos["t"]), sa.literal(pos["sha"])))
-    q = q.order_by(c.c.created_at.desc(), c.c.sha.desc()).limit(limit + 1)
-    rows = [r._mapping for r in tx.conn.execute(q)]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor({"k": "commits", "t": last["created_at"], "sha": last["sha"]})
+    key = (c.c.created_at, c.c.sha)
+    rows, next_cursor = keyset(tx, q, key, "commits", limit=limit, cursor=cursor, descending=True)
     store = ObjectStore(tx, account_id)
     return [_render_stored(store, r) for r in rows], next_cursor

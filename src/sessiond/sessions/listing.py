@@ -10,7 +10,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import invalid
 from sessiond.ids import parse_iso
-from sessiond.pagination import decode_cursor, encode_cursor
+from sessiond.pagination import keyset
 from sessiond.sessions.lifecycle import STATUSES
 from sessiond.sessions.render import splice
 
@@ -99,20 +99,8 @@ def list_sessions(
         except ValueError:
             raise invalid("updatedAfter", "must be an ISO 8601 timestamp") from None
     kind = f"sessions:{f.sort}:{f.order}"
-    if cursor:
-        pos = decode_cursor(cursor, kind)
-        key = sa.tuple_(sort_col, c.id)
-        after = sa.tuple_(sa.literal(pos["v"]), sa.literal(pos["id"]))
-        q = q.where(key < after if f.order == "desc" else key > after)
-    if f.order == "desc":
-        q = q.order_by(sort_col.desc(), c.id.desc())
-    else:
-        q = q.order_by(sort_col.asc(), c.id.asc())
-    rows = [r._mapping for r in tx.conn.execute(q.limit(limit + 1))]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor({"k": kind, "v": last[SORTS[f.sort]], "id": last["id"]})
+    rows, next_cursor = keyset(
+        tx, q, (sort_col, c.id), kind, limit=limit, cursor=cursor, descending=f.order == "desc"
+    )
     now = tx.now
     return [splice(r["doc"], r["context_text"], r, now) for r in rows], next_cursor

@@ -14,7 +14,7 @@ from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.ids import iso
 from sessiond.models import ApiModel, Declared
-from sessiond.pagination import Limit, check_limit, decode_cursor, encode_cursor
+from sessiond.pagination import Limit, check_limit
 from sessiond.workspaces import service as workspaces
 
 router = APIRouter(
@@ -63,13 +63,10 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
 async def list_workspaces(
     ctx: Ctx, principal: Reader, limit: Limit = None, cursor: str | None = None
 ) -> Response:
-    n = check_limit(limit)
-    after = decode_cursor(cursor, "workspaces")["id"] if cursor else None
-    rows = await ctx.db.read(workspaces.list_all, principal.account_id, limit=n + 1, after=after)
-    next_cursor = (
-        encode_cursor({"k": "workspaces", "id": rows[n - 1]["id"]}) if len(rows) > n else None
+    rows, next_cursor = await ctx.db.read(
+        workspaces.list_page, principal.account_id, limit=check_limit(limit), cursor=cursor
     )
-    return Json({"workspaces": [render(r) for r in rows[:n]], "nextCursor": next_cursor})
+    return Json({"workspaces": [render(r) for r in rows], "nextCursor": next_cursor})
 
 
 @router.post("", status_code=201, response_model=WorkspaceEnvelope)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import AlreadyExists, Conflict, NotFound, WorkspaceNotEmpty, invalid
+from sessiond.pagination import keyset
 
 DEFAULT = "default"
 ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -62,13 +63,12 @@ def require(tx: Tx, account_id: str, workspace_id: str) -> None:
         raise _not_found(workspace_id)
 
 
-def list_all(tx: Tx, account_id: str, *, limit: int, after: str | None) -> list[dict[str, Any]]:
-    """Workspaces ordered by id; keyset pagination on the id."""
+def list_page(
+    tx: Tx, account_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the account's workspaces ordered by id, and the next cursor."""
     q = sa.select(t.workspaces).where(t.workspaces.c.account_id == account_id)
-    if after is not None:
-        q = q.where(t.workspaces.c.id > after)
-    rows = tx.conn.execute(q.order_by(t.workspaces.c.id).limit(limit)).all()
-    return [dict(r._mapping) for r in rows]
+    return keyset(tx, q, t.workspaces.c.id, "workspaces", limit=limit, cursor=cursor)
 
 
 def create(tx: Tx, account_id: str, workspace_id: str, name: str | None) -> dict[str, Any]:
