@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx
@@ -19,17 +21,21 @@ log = logging.getLogger("sessiond.http")
 router = APIRouter(route_class=StrictRoute, tags=["operations"])
 
 
+class Status(BaseModel):
+    status: Literal["ok"]
+
+
 def _ping(tx: Tx) -> None:
     tx.conn.execute(sa.text("SELECT 1"))
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Status)
 async def healthz() -> Response:
     """The process is up (no database access, no auth)."""
     return Json({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Status)
 async def readyz(request: Request, ctx: Ctx) -> Response:
     """200 when the database answers, 503 otherwise. No auth: the answer names no cause
     (that goes to the log, under the request id)."""

@@ -22,6 +22,14 @@ from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import SessionEnvelope
 from sessiond.versions import checkpoints
 from sessiond.versions.fork import fork
+from sessiond.versions.schemas import (
+    CommitEnvelope,
+    CommitList,
+    CommitSummary,
+    EnvironmentSpecEnvelope,
+    GeneratedSpec,
+    MergeEnvelope,
+)
 
 router = APIRouter(
     route_class=StrictRoute, prefix="/v1/sessions/{session_id}", tags=["versions"], responses=ERRORS
@@ -234,14 +242,14 @@ class CommitBody(ApiModel):
     author: Author | None = None
 
 
-@router.post("/generateCommitSummary")
+@router.post("/generateCommitSummary", response_model=CommitSummary)
 async def generate_commit_summary(session_id: str, ctx: Ctx, principal: Reader) -> Response:
     """A title and body for the changes since the last commit; nothing is written."""
     result = await ctx.db.read(commits.generate_summary, principal.account_id, session_id)
     return Json(result)
 
 
-@router.post("/commit", status_code=201)
+@router.post("/commit", status_code=201, response_model=CommitEnvelope)
 async def commit(
     session_id: str,
     request: Request,
@@ -267,7 +275,7 @@ async def commit(
     return await created(request, ctx, principal, create)
 
 
-@router.get("/commits")
+@router.get("/commits", response_model=CommitList)
 async def list_commits(
     session_id: str,
     ctx: Ctx,
@@ -290,13 +298,13 @@ class EnvironmentSpecBody(ApiModel):
     environment_spec: JsonObject
 
 
-@router.get("/environmentSpec")
+@router.get("/environmentSpec", response_model=EnvironmentSpecEnvelope)
 async def get_environment_spec(session_id: str, ctx: Ctx, principal: Reader) -> Response:
     spec = await ctx.db.read(environment.get, principal.account_id, session_id)
     return Json({"environmentSpec": spec})
 
 
-@router.put("/environmentSpec")
+@router.put("/environmentSpec", response_model=EnvironmentSpecEnvelope)
 async def put_environment_spec(
     session_id: str,
     body: EnvironmentSpecBody,
@@ -316,7 +324,7 @@ async def put_environment_spec(
     return Json({"environmentSpec": spec})
 
 
-@router.post("/generateEnvironmentSpec")
+@router.post("/generateEnvironmentSpec", response_model=GeneratedSpec)
 async def generate_environment_spec(session_id: str, ctx: Ctx, principal: Reader) -> Response:
     """Infer language, versions, package manager, packages, setup and test commands from
     the files, with the files each field came from; nothing is written."""
@@ -344,7 +352,7 @@ merge_router = APIRouter(
 )
 
 
-@merge_router.post("/{session_id}:merge")
+@merge_router.post("/{session_id}:merge", response_model=MergeEnvelope)
 async def merge_into(
     session_id: str, ctx: Ctx, principal: Writer, body: MergeBody | None = None
 ) -> Response:
@@ -363,7 +371,7 @@ async def merge_into(
     return Json({"merge": result})
 
 
-@merge_router.post("/{session_id}:mergeFrom")
+@merge_router.post("/{session_id}:mergeFrom", response_model=MergeEnvelope)
 async def merge_from(session_id: str, body: MergeFromBody, ctx: Ctx, principal: Writer) -> Response:
     """Merge another session into this one (``ours`` = this session)."""
     result = await ctx.db.write(
