@@ -11,11 +11,11 @@ from sessiond.annotations.models import STATUSES, AnnotationCreate, AnnotationPa
 from sessiond.annotations.schemas import AnnotationEnvelope, AnnotationList
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
-from sessiond.http.respond import Json, created
+from sessiond.http.respond import Json, created, page
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import Declared, comma_list, one_of
-from sessiond.pagination import Limit, check_limit
+from sessiond.pagination import Limit
 
 router = APIRouter(
     route_class=StrictRoute,
@@ -35,15 +35,16 @@ async def list_annotations(
     cursor: str | None = None,
 ) -> Response:
     """The session's annotations, oldest first; ``status`` takes one or a comma list."""
-    items, next_cursor = await ctx.db.read(
+    return await page(
+        ctx,
+        "annotations",
         service.list_page,
         principal.account_id,
         session_id,
         statuses=service.parse_statuses(status),
-        limit=check_limit(limit),
+        limit=limit,
         cursor=cursor,
     )
-    return Json({"annotations": items, "nextCursor": next_cursor})
 
 
 @router.post("", status_code=201, response_model=AnnotationEnvelope)

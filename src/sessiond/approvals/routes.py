@@ -16,11 +16,11 @@ from sessiond.db.executor import Tx
 from sessiond.errors import invalid
 from sessiond.events.store import EventFilter
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
-from sessiond.http.respond import Json, created
+from sessiond.http.respond import Json, created, page
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import Declared
-from sessiond.pagination import Limit, check_limit
+from sessiond.pagination import Limit
 
 router = APIRouter(route_class=StrictRoute, tags=["approvals"], responses=ERRORS)
 
@@ -63,15 +63,16 @@ async def list_session_approvals(
 ) -> Response:
     """The session's approvals, oldest first; ``status`` = pending | granted | denied."""
     f = approvals.ApprovalFilters(status=approvals.parse_status(status), session_id=session_id)
-    items, next_cursor = await ctx.db.read(
+    return await page(
+        ctx,
+        "approvals",
         approvals.list_page,
         principal.account_id,
         f,
-        limit=check_limit(limit),
+        limit=limit,
         cursor=cursor,
         session_scoped=True,
     )
-    return Json({"approvals": items, "nextCursor": next_cursor})
 
 
 @router.get("/v1/approvals", response_model=ApprovalList)
@@ -90,10 +91,9 @@ async def review_queue(
         session_id=session_id or None,
         workspace_id=workspace_id or None,
     )
-    items, next_cursor = await ctx.db.read(
-        approvals.list_page, principal.account_id, f, limit=check_limit(limit), cursor=cursor
+    return await page(
+        ctx, "approvals", approvals.list_page, principal.account_id, f, limit=limit, cursor=cursor
     )
-    return Json({"approvals": items, "nextCursor": next_cursor})
 
 
 async def _wait_for_decision(

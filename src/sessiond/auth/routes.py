@@ -10,11 +10,11 @@ from pydantic import BaseModel, StrictStr
 from sessiond.auth import service as auth
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Admin, Ctx, Reader
-from sessiond.http.respond import Json, created
+from sessiond.http.respond import Json, created, page
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import CHAR, NON_SPACE, SPACES, ApiModel, Declared
-from sessiond.pagination import Limit, check_limit
+from sessiond.pagination import Limit
 
 router = APIRouter(route_class=StrictRoute, prefix="/v1", tags=["identity"], responses=ERRORS)
 
@@ -94,10 +94,7 @@ async def create_key(request: Request, body: KeyCreate, ctx: Ctx, principal: Adm
 async def list_keys(
     ctx: Ctx, principal: Admin, limit: Limit = None, cursor: str | None = None
 ) -> Response:
-    rows, next_cursor = await ctx.db.read(
-        auth.key_page, principal.account_id, limit=check_limit(limit), cursor=cursor
-    )
-    return Json({"keys": [auth.render_key(r) for r in rows], "nextCursor": next_cursor})
+    return await page(ctx, "keys", auth.key_page, principal.account_id, limit=limit, cursor=cursor)
 
 
 @router.delete("/keys/{key_id}", status_code=204)

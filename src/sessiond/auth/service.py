@@ -93,8 +93,11 @@ def list_keys(tx: Tx, account_id: str | None) -> list[dict[str, Any]]:
 def key_page(
     tx: Tx, account_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of an account's keys, oldest first, and the next cursor."""
-    return keyset(tx, _keys(account_id), t.api_keys.c.id, "keys", limit=limit, cursor=cursor)
+    """One page of an account's keys (rendered), oldest first, and the next cursor."""
+    rows, next_cursor = keyset(
+        tx, _keys(account_id), t.api_keys.c.id, "keys", limit=limit, cursor=cursor
+    )
+    return [render_key(r) for r in rows], next_cursor
 
 
 def revoke_key(tx: Tx, account_id: str | None, key_id: str) -> dict[str, Any]:

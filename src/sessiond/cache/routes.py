@@ -6,7 +6,6 @@ Keys may contain ``/``: the entry routes take the rest of the path (``{key:cache
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -16,10 +15,11 @@ from sessiond.cache import service as cache
 from sessiond.cache.models import EntryPut, Key, Prefix
 from sessiond.cache.schemas import EntryEnvelope, EntryList
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
+from sessiond.http.respond import page
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import Declared
-from sessiond.pagination import Limit, check_limit
+from sessiond.pagination import Limit
 
 
 class KeyConvertor(PathConvertor):
@@ -52,16 +52,16 @@ async def list_entries(
     cursor: str | None = None,
 ) -> Response:
     """Live entries ordered by key (byte order); ``prefix`` is case-sensitive."""
-    docs, next_cursor = await ctx.db.read(
+    return await page(
+        ctx,
+        "entries",
         cache.list_page,
         principal.account_id,
         session_id,
         prefix=prefix,
-        limit=check_limit(limit),
+        limit=limit,
         cursor=cursor,
     )
-    body = f'{{"entries":[{",".join(docs)}],"nextCursor":{json.dumps(next_cursor)}}}'
-    return Response(body, media_type="application/json")
 
 
 @router.put(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,7 +11,7 @@ from sessiond.conversation.models import MessageCreate, MessagePatch
 from sessiond.conversation.schemas import MessageEnvelope, MessageList
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
-from sessiond.http.respond import Json, created
+from sessiond.http.respond import Json, created, page_response
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import Declared
@@ -25,10 +24,6 @@ router = APIRouter(
     tags=["messages"],
     responses=ERRORS,
 )
-
-
-def page_body(docs: list[str], next_cursor: str | None) -> str:
-    return f'{{"messages":[{",".join(docs)}],"nextCursor":{json.dumps(next_cursor)}}}'
 
 
 @router.post("", status_code=201, response_model=MessageEnvelope)
@@ -78,7 +73,7 @@ async def list_messages(
     docs, next_cursor = await ctx.db.read(
         messages.list_page, principal.account_id, session_id, query
     )
-    return Response(page_body(docs, next_cursor), media_type="application/json")
+    return page_response("messages", docs, next_cursor)
 
 
 @router.get("/{message_id}", response_model=MessageEnvelope)

@@ -12,6 +12,7 @@ from sessiond import idempotency
 from sessiond.auth.principal import Principal
 from sessiond.context import AppContext
 from sessiond.db.executor import Tx
+from sessiond.pagination import check_limit
 
 
 class Json(Response):
@@ -47,3 +48,30 @@ async def created(
     return Response(
         outcome.body, status_code=outcome.status, media_type="application/json", headers=headers
     )
+
+
+def page_response(key: str, items: list[Any], next_cursor: str | None) -> Response:
+    """``{key: items, "nextCursor": ...}``. Items are rendered dicts, or JSON texts (a
+    service that renders rows to text, as sessions, messages and cache entries do), which
+    are spliced in as they are."""
+    if items and isinstance(items[0], str):
+        body = f'{{"{key}":[{",".join(items)}],"nextCursor":{json.dumps(next_cursor)}}}'
+        return Response(body, media_type="application/json")
+    return Json({key: items, "nextCursor": next_cursor})
+
+
+async def page(
+    ctx: AppContext,
+    key: str,
+    read: Callable[..., tuple[list[Any], str | None]],
+    *args: Any,
+    limit: int | None,
+    cursor: str | None,
+    **kwargs: Any,
+) -> Response:
+    """One page of a keyset list: ``read(tx, *args, limit=, cursor=, **kwargs)`` (a service
+    listing; ``limit`` checked and defaulted here) answered by ``page_response``."""
+    items, next_cursor = await ctx.db.read(
+        read, *args, limit=check_limit(limit), cursor=cursor, **kwargs
+    )
+    return page_response(key, items, next_cursor)

@@ -8,22 +8,18 @@ from fastapi import APIRouter, Query, Request, Response
 
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
-from sessiond.http.respond import Json, created
+from sessiond.http.respond import Json, created, page
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import Declared
 from sessiond.notes import service
 from sessiond.notes.models import KINDS, NoteCreate, NotePatch
 from sessiond.notes.schemas import NoteEnvelope, NoteList
-from sessiond.pagination import Limit, check_limit
+from sessiond.pagination import Limit
 
 router = APIRouter(route_class=StrictRoute, tags=["notes"], responses=ERRORS)
 
 ITEM = "/v1/sessions/{session_id}/notes/{note_id}"
-
-
-def _page(notes: list[dict[str, Any]], next_cursor: str | None) -> Json:
-    return Json({"notes": notes, "nextCursor": next_cursor})
 
 
 @router.get("/v1/notes", response_model=NoteList)
@@ -42,14 +38,15 @@ async def list_account_notes(
         session_id=session_id or None,
         kind=service.check_kind(kind),
     )
-    notes, next_cursor = await ctx.db.read(
+    return await page(
+        ctx,
+        "notes",
         service.list_account,
         principal.account_id,
         filters,
-        limit=check_limit(limit),
+        limit=limit,
         cursor=cursor,
     )
-    return _page(notes, next_cursor)
 
 
 @router.get("/v1/sessions/{session_id}/notes", response_model=NoteList)
@@ -61,14 +58,15 @@ async def list_notes(
     cursor: str | None = None,
 ) -> Response:
     """The session's notes, oldest first."""
-    notes, next_cursor = await ctx.db.read(
+    return await page(
+        ctx,
+        "notes",
         service.list_session,
         principal.account_id,
         session_id,
-        limit=check_limit(limit),
+        limit=limit,
         cursor=cursor,
     )
-    return _page(notes, next_cursor)
 
 
 @router.post("/v1/sessions/{session_id}/notes", status_code=201, response_model=NoteEnvelope)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,11 +11,11 @@ from sessiond.conversation.schemas import SessionWithMessages
 from sessiond.db.executor import Tx
 from sessiond.errors import invalid
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
-from sessiond.http.respond import Json, created, with_etag
+from sessiond.http.respond import Json, created, page, with_etag
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import Declared, comma_list, one_of
-from sessiond.pagination import Limit, check_limit
+from sessiond.pagination import Limit
 from sessiond.sessions import kernel, listing
 from sessiond.sessions import service as sessions
 from sessiond.sessions.lifecycle import STATUSES
@@ -79,15 +78,15 @@ async def list_sessions(
         sort=sort,
         order=order,
     )
-    docs, next_cursor = await ctx.db.read(
+    return await page(
+        ctx,
+        "sessions",
         listing.list_sessions,
         principal.account_id,
         filters,
-        limit=check_limit(limit),
+        limit=limit,
         cursor=cursor,
     )
-    body = f'{{"sessions":[{",".join(docs)}],"nextCursor":{json.dumps(next_cursor)}}}'
-    return Response(body, media_type="application/json")
 
 
 @router.get("/{session_id}", response_model=SessionWithMessages)

@@ -12,11 +12,11 @@ from sessiond.files import commits, environment
 from sessiond.files import merge as merges
 from sessiond.files.commits import Author
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
-from sessiond.http.respond import Json, created, with_etag
+from sessiond.http.respond import Json, created, page, with_etag
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
 from sessiond.models import CHAR, NON_SPACE, ApiModel, Declared
-from sessiond.pagination import Limit, check_limit
+from sessiond.pagination import Limit
 from sessiond.sessions.models import JsonObject, Tag, Title
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import SessionEnvelope
@@ -132,14 +132,15 @@ async def list_checkpoints(
     cursor: str | None = None,
 ) -> Response:
     """Newest first (automatic ones included: ``auto: true``)."""
-    items, next_cursor = await ctx.db.read(
+    return await page(
+        ctx,
+        "checkpoints",
         checkpoints.list_page,
         principal.account_id,
         session_id,
-        limit=check_limit(limit),
+        limit=limit,
         cursor=cursor,
     )
-    return Json({"checkpoints": items, "nextCursor": next_cursor})
 
 
 @router.get("/checkpoints/{checkpoint_id}", response_model=CheckpointEnvelope)
@@ -284,14 +285,15 @@ async def list_commits(
     cursor: str | None = None,
 ) -> Response:
     """The session's commits, newest first."""
-    items, next_cursor = await ctx.db.read(
+    return await page(
+        ctx,
+        "commits",
         commits.list_page,
         principal.account_id,
         session_id,
-        limit=check_limit(limit),
+        limit=limit,
         cursor=cursor,
     )
-    return Json({"commits": items, "nextCursor": next_cursor})
 
 
 class EnvironmentSpecBody(ApiModel):

@@ -9,12 +9,11 @@ from pydantic import BaseModel, StrictStr
 
 from sessiond.db.executor import Tx
 from sessiond.http.deps import Ctx, Reader, Writer
-from sessiond.http.respond import Json, created
+from sessiond.http.respond import Json, created, page
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
-from sessiond.ids import iso
 from sessiond.models import ApiModel, Declared
-from sessiond.pagination import Limit, check_limit
+from sessiond.pagination import Limit
 from sessiond.workspaces import service as workspaces
 
 router = APIRouter(
@@ -50,23 +49,13 @@ class WorkspaceList(BaseModel):
     nextCursor: str | None
 
 
-def render(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "createdAt": iso(row["created_at"]),
-        "updatedAt": iso(row["updated_at"]),
-    }
-
-
 @router.get("", response_model=WorkspaceList)
 async def list_workspaces(
     ctx: Ctx, principal: Reader, limit: Limit = None, cursor: str | None = None
 ) -> Response:
-    rows, next_cursor = await ctx.db.read(
-        workspaces.list_page, principal.account_id, limit=check_limit(limit), cursor=cursor
+    return await page(
+        ctx, "workspaces", workspaces.list_page, principal.account_id, limit=limit, cursor=cursor
     )
-    return Json({"workspaces": [render(r) for r in rows], "nextCursor": next_cursor})
 
 
 @router.post("", status_code=201, response_model=WorkspaceEnvelope)
@@ -75,7 +64,7 @@ async def create_workspace(
 ) -> Response:
     def create(tx: Tx) -> tuple[int, Any]:
         row = workspaces.create(tx, principal.account_id, body.id, body.name)
-        return 201, {"workspace": render(row)}
+        return 201, {"workspace": workspaces.render(row)}
 
     return await created(request, ctx, principal, create)
 
@@ -83,7 +72,7 @@ async def create_workspace(
 @router.get("/{workspace_id}", response_model=WorkspaceEnvelope)
 async def get_workspace(workspace_id: str, ctx: Ctx, principal: Reader) -> Response:
     row = await ctx.db.read(workspaces.get, principal.account_id, workspace_id)
-    return Json({"workspace": render(row)})
+    return Json({"workspace": workspaces.render(row)})
 
 
 @router.patch("/{workspace_id}", response_model=WorkspaceEnvelope)
@@ -91,7 +80,7 @@ async def patch_workspace(
     workspace_id: str, body: WorkspacePatch, ctx: Ctx, principal: Writer
 ) -> Response:
     row = await ctx.db.write(workspaces.update, principal.account_id, workspace_id, body.name)
-    return Json({"workspace": render(row)})
+    return Json({"workspace": workspaces.render(row)})
 
 
 @router.delete("/{workspace_id}", status_code=204)

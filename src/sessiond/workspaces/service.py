@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import AlreadyExists, Conflict, NotFound, WorkspaceNotEmpty, invalid
+from sessiond.ids import iso
 from sessiond.pagination import keyset
 
 DEFAULT = "default"
@@ -63,12 +64,22 @@ def require(tx: Tx, account_id: str, workspace_id: str) -> None:
         raise _not_found(workspace_id)
 
 
+def render(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
 def list_page(
     tx: Tx, account_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of the account's workspaces ordered by id, and the next cursor."""
+    """One page of the account's workspaces (rendered) ordered by id, and the next cursor."""
     q = sa.select(t.workspaces).where(t.workspaces.c.account_id == account_id)
-    return keyset(tx, q, t.workspaces.c.id, "workspaces", limit=limit, cursor=cursor)
+    rows, next_cursor = keyset(tx, q, t.workspaces.c.id, "workspaces", limit=limit, cursor=cursor)
+    return [render(r) for r in rows], next_cursor
 
 
 def create(tx: Tx, account_id: str, workspace_id: str, name: str | None) -> dict[str, Any]:
