@@ -23,6 +23,7 @@ from sessiond.auth import service as auth
 from sessiond.db import migrate
 from sessiond.db.engine import make_engine
 from sessiond.settings import Settings
+from tests.support.agents import write_agents_file
 from tests.support.api import Api, Tenant, make_tenant
 from tests.support.clock import Clock
 from tests.support.postgres import PostgresCluster, find_pg_bindir
@@ -150,6 +151,7 @@ def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) 
     """Test settings. The background sweep is off (no test races it) unless the test is
     marked ``@pytest.mark.sweeper``."""
     sweeping = request.node.get_closest_marker("sweeper") is not None
+    write_agents_file(tmp_path)
     return Settings(
         data_dir=tmp_path,
         database_url=database_url,
@@ -159,6 +161,8 @@ def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) 
         heartbeat_seconds=1.0,
         pg_workers=8,
         sqlite_readers=2,
+        stream_flush_ms=20,
+        cancel_grace_seconds=2.0,
     )
 
 

@@ -27,6 +27,7 @@ FIELDS = {
     "options",
     "status",
     "comment",
+    "optionId",
     "decidedAt",
     "decidedBy",
     "createdAt",
@@ -161,9 +162,9 @@ def test_grant_once(api: Api) -> None:
     granted = r.json()["approval"]
     assert granted["status"] == "granted" and granted["comment"] == "go ahead"
     assert granted["decidedBy"] == key_id and granted["decidedAt"].endswith("Z")
-    assert {k: granted[k] for k in FIELDS - {"status", "comment", "decidedAt", "decidedBy"}} == {
-        k: a[k] for k in FIELDS - {"status", "comment", "decidedAt", "decidedBy"}
-    }
+    assert {
+        k: granted[k] for k in FIELDS - {"status", "comment", "decidedAt", "decidedBy", "optionId"}
+    } == {k: a[k] for k in FIELDS - {"status", "comment", "decidedAt", "decidedBy", "optionId"}}
     for verdict in ("grant", "deny"):
         r = api.post(base + f"/{verdict}", {"comment": "again"}, expect=409)
         body = r.json()

@@ -91,7 +91,7 @@ def test_delete_keeps_only_the_messages_a_fork_shows(client: TestClient, api: Ap
     fork_id = _fork(api, sid)
     shown = _messages(api, fork_id)
     shared = _shared(api, sid, fork_id)
-    assert len(shared) == 2 and len(shown) == 3  # fill_session's two, and the fork's own
+    assert len(shared) == 4 and len(shown) == 5  # fill_session's four, and the fork's own
     api.delete(f"/v1/sessions/{sid}", expect=204)
 
     assert _messages(api, fork_id) == shown  # the fork still shows all of its history

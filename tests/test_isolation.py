@@ -64,7 +64,12 @@ BODIES: dict[str, Body] = {
     "POST /v1/sessions/{session_id}:mergeFrom": lambda v: {"sourceSessionId": v["session_id"]},
     "POST /v1/sessions/{session_id}/events": lambda v: {"type": "custom.x", "data": {}},
     "POST /v1/sessions/{session_id}/git/{rest:path}": lambda v: b"0000",
+    "POST /v1/sessions/{session_id}/prompt": lambda v: {"content": "say: taken over"},
+    "PUT /v1/sessions/{session_id}/mode": lambda v: {"mode": "plan"},
 }
+# Routes of server-wide configuration, the same for every account (the agents the
+# operator configured): not an account's resource, so not hidden.
+SERVER_WIDE = {"/v1/agents/{name}"}
 # Path parameters that are names inside a session (a cache key, a file, a git URL's tail),
 # not ids: the fake request keeps them.
 NOT_IDS = {"key", "path", "rest"}
@@ -73,7 +78,11 @@ NOT_IDS = {"key", "path", "rest"}
 def _routes(client: TestClient) -> list[APIRoute]:
     """Every API route whose path names something (has a path parameter)."""
     routes = flatten_routes(client.app.routes)  # type: ignore[attr-defined]
-    return [r for r in routes if isinstance(r, APIRoute) and r.param_convertors]
+    return [
+        r
+        for r in routes
+        if isinstance(r, APIRoute) and r.param_convertors and r.path not in SERVER_WIDE
+    ]
 
 
 def _label(method: str, route: APIRoute) -> str:

@@ -7,7 +7,8 @@ from tests.support.clock import Clock
 
 FIELDS = {
     "id", "accountId", "workspaceId", "title", "status", "activity", "tags", "metadata",
-    "context", "parentId", "forkedFrom", "agent", "model", "mode", "ttlSeconds", "expiresAt",
+    "context", "parentId", "forkedFrom", "agent", "model", "mode", "permissions", "usage",
+    "ttlSeconds", "expiresAt",
     "ephemeral", "messageCount", "summary", "lastError", "workspace", "repo", "sandbox",
     "lifecycleVersion", "createdAt", "updatedAt", "lastActivityAt", "closedAt",
 }  # fmt: skip
@@ -31,6 +32,14 @@ def test_session_object_is_complete(api: Api) -> None:
         "hibernateAfter": None,
         "snapshot": None,
     }
+    assert s["permissions"] is None
+    assert s["usage"] == {
+        "inputTokens": 0,
+        "outputTokens": 0,
+        "totalTokens": 0,
+        "costUsd": 0.0,
+        "turns": 0,
+    }
     assert s["lifecycleVersion"] == 1
     assert s["createdAt"].endswith("Z") and len(s["createdAt"]) == 24
 
@@ -43,14 +52,14 @@ def test_create_with_every_field(api: Api) -> None:
         context={"step": 1},
         ttl_seconds=600,
         ephemeral=True,
-        agent="opencode",
+        agent="scripted",
         model="m1",
         mode="build",
     )
     assert s["tags"] == ["a", "b"]
     assert s["metadata"] == {"k": [1, 2]} and s["context"] == {"step": 1}
     assert s["ttlSeconds"] == 600 and s["expiresAt"] is not None and s["ephemeral"] is True
-    assert (s["agent"], s["model"], s["mode"]) == ("opencode", "m1", "build")
+    assert (s["agent"], s["model"], s["mode"]) == ("scripted", "m1", "build")
 
 
 def test_empty_body_and_no_body(api: Api) -> None:

@@ -10,6 +10,9 @@ from typing import TextIO
 
 from fastapi import FastAPI
 
+from sessiond.agents.registry import Registry
+from sessiond.agents.routes import router as agents_router
+from sessiond.agents.runner import Runner
 from sessiond.annotations.routes import router as annotations_router
 from sessiond.approvals.routes import router as approvals_router
 from sessiond.auth.routes import router as auth_router
@@ -109,6 +112,10 @@ def create_app(
             auth_cache=AuthCache(settings.auth_cache_seconds),
             summarizer=summarize,
         )
+        registry = Registry(settings.resolved_agents_file())
+        runner = Runner(settings, db, bus, registry)
+        app.state.ctx.registry, app.state.ctx.runner = registry, runner
+        await runner.start()
         sweeps: list[asyncio.Task[None]] = []
         if interval := settings.sweep_interval_seconds:  # None or 0: no background sweep
             sweeps.append(
@@ -140,6 +147,7 @@ def create_app(
             for job in jobs:
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
+            await runner.stop()
             await bus.stop()
             if access_log is not None:
                 await access_log.stop()
@@ -173,6 +181,7 @@ def create_app(
         merge_router,
         git_router,
         events_router,
+        agents_router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -9,6 +9,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessiond.agents.registry import Registry
+from sessiond.agents.runner import Runner
 from sessiond.auth.principal import Principal
 from sessiond.db.executor import Database
 from sessiond.events.bus import EventBus
@@ -51,6 +53,8 @@ class AppContext:
     metrics: Metrics
     auth_cache: AuthCache
     summarizer: Summarizer
+    registry: Registry | None = None
+    runner: Runner | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:

@@ -65,6 +65,18 @@ class WorkspaceNotEmpty(Conflict):
     code = "workspace_not_empty"
 
 
+class NoAgent(Conflict):
+    """A prompt to a session that has no agent."""
+
+    code = "no_agent"
+
+
+class SessionBusy(Conflict):
+    """A prompt with ``multitask: reject`` while another turn runs or waits."""
+
+    code = "session_busy"
+
+
 class PreconditionFailed(SessiondError):
     status, code = 412, "precondition_failed"
 

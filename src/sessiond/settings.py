@@ -31,6 +31,9 @@ class Limits(BaseModel):
     note_body_bytes: int = 1024 * 1024  # a note's markdown body, UTF-8 encoded
     annotation_body_bytes: int = 1024 * 1024
     approval_json_bytes: int = 64 * 1024  # an approval's details, and its options, each
+    agent_stderr_bytes: int = 4096  # the tail of an agent's stderr kept for a failed turn
+    terminal_output_bytes: int = 1024 * 1024  # captured per terminal (terminal/*)
+    terminal_timeout_seconds: float = 600.0  # a terminal command running longer is killed
 
 
 class Tuning(BaseModel):
@@ -92,8 +95,27 @@ class Settings(BaseModel):
     summary_chars: int = 2000
     summary_scan_messages: int = 2000
 
+    # Agents (docs/agents.md). The agents file: None = <data_dir>/agents.toml.
+    agents_file: Path | None = None
+    # A turn that runs longer is stopped and failed; a cancelled turn that does not end
+    # within the grace is stopped and marked cancelled.
+    turn_timeout_seconds: float = Field(default=1800.0, gt=0)
+    cancel_grace_seconds: float = Field(default=10.0, gt=0)
+    # Streamed chunks are written at most once per message per this many milliseconds.
+    stream_flush_ms: int = Field(default=50, ge=0)
+    # An agent process with no turn for this long is stopped (the next turn starts it
+    # again, with session/load when the agent supports it).
+    agent_idle_seconds: float = Field(default=300.0, gt=0)
+
     access_log: bool = True
     log_level: str = "info"
+
+    def resolved_agents_file(self) -> Path:
+        return self.agents_file or self.data_dir / "agents.toml"
+
+    def sandboxes_dir(self) -> Path:
+        """Where the sessions' sandbox directories live (one per session id)."""
+        return self.data_dir / "sandboxes"
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL of the database: the configured one or the embedded SQLite file."""

@@ -7,6 +7,7 @@ row of the session in every table that has a ``session_id``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from tests.support.api import Api
@@ -27,6 +28,7 @@ class Resources:
     annotation_id: str
     approval_id: str
     checkpoint_id: str
+    turn_id: str
     key_id: str
     key: str = CACHE_KEY  # a cache key
     path: str = FILE_PATH  # a workspace file
@@ -51,7 +53,14 @@ def fill_session(api: Api, sid: str) -> dict[str, str]:
     api.put(f"{base}/cache/{CACHE_KEY}", {"value": {"n": 1}}, expect=201)
     api.post(f"{base}/events", {"type": "custom.mine", "data": {"n": 1}}, expect=201)
     checkpoint = api.post(f"{base}/checkpoints", {"label": "mine"}, expect=201)
+    api.patch(base, {"agent": "scripted"}, expect=200)
+    turn = api.post(f"{base}/prompt", {"content": "say: hi"}, expect=202).json()["turn"]
+    deadline = time.monotonic() + 30
+    while turn["status"] in ("queued", "running") and time.monotonic() < deadline:
+        turn = api.get(f"{base}/turns/{turn['id']}", params={"wait": 5}).json()["turn"]
+    assert turn["status"] == "completed", turn
     return {
+        "turn_id": turn["id"],
         "message_id": message.json()["message"]["id"],
         "task_id": task.json()["task"]["id"],
         "note_id": note.json()["note"]["id"],

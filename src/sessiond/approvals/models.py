@@ -9,8 +9,9 @@ from pydantic import StrictStr
 from sessiond.models import ApiModel, Declared
 from sessiond.settings import Limits
 
-ApprovalStatus = Literal["pending", "granted", "denied"]
-STATUSES: tuple[str, ...] = ("pending", "granted", "denied")
+ApprovalStatus = Literal["pending", "granted", "denied", "cancelled"]
+# ``cancelled``: an agent's permission request whose turn ended before anyone decided.
+STATUSES: tuple[str, ...] = ("pending", "granted", "denied", "cancelled")
 MAX_OPTIONS = 50
 KIND_MAX = 100
 COMMENT_MAX = 10_000
@@ -26,6 +27,8 @@ class ApprovalCreate(ApiModel):
 
 
 class Decision(ApiModel):
-    """The optional body of ``grant`` and ``deny``."""
+    """The optional body of ``grant`` and ``deny``: ``optionId`` picks one of the
+    approval's options (an agent's permission request: ACP option ids)."""
 
     comment: Annotated[StrictStr, Declared(maxLength=COMMENT_MAX)] | None = None
+    option_id: Annotated[StrictStr, Declared(minLength=1, maxLength=200)] | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,11 +9,11 @@ from fastapi import APIRouter, Query, Request, Response
 from sessiond.approvals import service as approvals
 from sessiond.approvals.models import STATUSES, ApprovalCreate, Decision
 from sessiond.approvals.schemas import ApprovalEnvelope, ApprovalList
+from sessiond.approvals.wait import wait_for_decision
 from sessiond.auth.principal import Principal
 from sessiond.context import AppContext
 from sessiond.db.executor import Tx
 from sessiond.errors import invalid
-from sessiond.events.store import EventFilter
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created, page
 from sessiond.http.routing import StrictRoute
@@ -26,7 +25,6 @@ router = APIRouter(route_class=StrictRoute, tags=["approvals"], responses=ERRORS
 
 BASE = "/v1/sessions/{session_id}/approvals"
 MAX_WAIT_SECONDS = 60
-RESOLVED = "approval.resolved"
 # ``?status=``: one status, or empty for all (``approvals.service.parse_status``).
 Status = Annotated[str | None, Declared(enum=["", *STATUSES])]
 
@@ -96,46 +94,6 @@ async def review_queue(
     )
 
 
-async def _wait_for_decision(
-    ctx: AppContext, principal: Principal, session_id: str, approval_id: str, wait: float
-) -> dict[str, Any]:
-    """The approval once it is decided, or as it is when ``wait`` seconds have passed.
-
-    The subscription opens before the first read, so a decision committed in between is
-    seen either by the read or as an event. Events come from the bus, which sees commits
-    of every instance (PostgreSQL NOTIFY, plus its periodic poll).
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    f = EventFilter(principal.account_id, session_id=session_id, types=(RESOLVED,))
-    sub = ctx.bus.subscribe(f)
-    try:
-        while True:
-            approval = await ctx.db.read(
-                approvals.get, principal.account_id, session_id, approval_id
-            )
-            if approval["status"] != "pending" or ctx.bus.closed:
-                return approval
-            while True:  # until an event for this approval (or a lag marker) arrives
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return approval
-                try:
-                    async with asyncio.timeout(remaining):  # (not wait_for: see events.bus)
-                        item = await sub.get()
-                except TimeoutError:
-                    # One last look: a decision may have committed just now.
-                    return await ctx.db.read(
-                        approvals.get, principal.account_id, session_id, approval_id
-                    )
-                if not isinstance(item, dict) or ctx.bus.closed:
-                    break  # lagged (or shutting down): re-read
-                if item["data"].get("approval", {}).get("id") == approval_id:
-                    break
-    finally:
-        sub.close()
-
-
 @router.get(BASE + "/{approval_id}", response_model=ApprovalEnvelope)
 async def get_approval(
     session_id: str,
@@ -151,7 +109,9 @@ async def get_approval(
     if not wait:
         approval = await ctx.db.read(approvals.get, principal.account_id, session_id, approval_id)
     else:
-        approval = await _wait_for_decision(ctx, principal, session_id, approval_id, wait)
+        approval = await wait_for_decision(
+            ctx.db, ctx.bus, principal.account_id, session_id, approval_id, wait
+        )
     return Json({"approval": approval})
 
 
@@ -172,6 +132,7 @@ async def _decide(
         verdict,
         comment=body.comment if body is not None else None,
         decided_by=principal.key_id,
+        option_id=body.option_id if body is not None else None,
         if_match=if_match,
     )
     return Json({"approval": approval})

@@ -17,6 +17,7 @@ class ApprovalOut(BaseModel):
     options: list[Any] | None
     status: str
     comment: str | None
+    optionId: str | None
     decidedAt: str | None
     decidedBy: str | None
     createdAt: str

@@ -44,6 +44,7 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         "options": row["options"],
         "status": row["status"],
         "comment": row["comment"],
+        "optionId": row.get("option_id"),
         "decidedAt": iso(row["decided_at"]),
         "decidedBy": row["decided_by"],
         "createdAt": iso(row["created_at"]),
@@ -113,6 +114,7 @@ def create(
         "status": "pending",
         "comment": None,
         "decided_by": None,
+        "option_id": None,
         "decided_at": None,
         "created_at": tx.now,
         "updated_at": tx.now,
@@ -132,14 +134,23 @@ def decide(
     *,
     comment: str | None,
     decided_by: str,
+    option_id: str | None = None,
     if_match: int | str | None = None,
 ) -> dict[str, Any]:
-    """``pending`` → ``granted`` | ``denied``, once; any later decision → 409."""
+    """``pending`` → ``granted`` | ``denied``, once; any later decision → 409.
+
+    An approval with ACP options (an agent's permission request) records the option
+    chosen: ``option_id`` when given (it must be one of them, of the verdict's side), else
+    the first ``allow_once`` (grant) or ``reject_once`` (deny) option."""
     if verdict not in ("granted", "denied"):  # pragma: no cover - the routes pass constants
         raise ValueError(verdict)
     if comment is not None and len(comment) > COMMENT_MAX:
         raise invalid("comment", f"at most {COMMENT_MAX} characters")
     kernel.lock_active(tx, account_id, session_id, if_match=if_match)
+    current = _row(tx, account_id, session_id, approval_id)
+    if current is None:
+        raise approval_not_found(approval_id)
+    option_id = choose_option(current["options"], verdict, option_id)
     changed = tx.conn.execute(
         a.update()
         .where(
@@ -151,6 +162,7 @@ def decide(
         .values(
             status=verdict,
             comment=comment,
+            option_id=option_id,
             decided_at=tx.now,
             decided_by=decided_by,
             updated_at=tx.now,
@@ -168,6 +180,101 @@ def decide(
     approval = render(row)
     _emit(tx, approval, account_id, "approval.resolved")
     return approval
+
+
+ALLOW = ("allow_once", "allow_always")
+REJECT = ("reject_once", "reject_always")
+
+
+def choose_option(options: Any, verdict: str, option_id: str | None) -> str | None:
+    """The option a decision stands for (None for approvals without ACP-style options)."""
+    kinds: dict[str, Any] = {
+        str(o["id"]): o.get("kind")
+        for o in options or []
+        if isinstance(o, dict) and isinstance(o.get("id"), str)
+    }
+    side = ALLOW if verdict == "granted" else REJECT
+    if option_id is not None:
+        if option_id not in kinds:
+            raise invalid("optionId", f"not one of this approval's options: {sorted(kinds)}")
+        if kinds[option_id] is not None and kinds[option_id] not in side:
+            raise invalid(
+                "optionId",
+                f"option {option_id} is a {kinds[option_id]} option: it cannot "
+                + ("grant" if verdict == "granted" else "deny"),
+            )
+        return option_id
+    for kind in side:
+        for oid, k in kinds.items():
+            if k == kind:
+                return oid
+    return None
+
+
+def create_for_agent(
+    tx: Tx,
+    session: dict[str, Any],
+    *,
+    title: str,
+    details: Any,
+    options: list[dict[str, Any]],
+    decided: tuple[str, str] | None,
+) -> dict[str, Any]:
+    """An agent's permission request (kind ``agent_permission``): pending, or decided at
+    once by the session's policy (``decided = (verdict, optionId)``, ``decidedBy:
+    "policy"``), with its events (``approval.requested``, and ``approval.resolved``)."""
+    row: dict[str, Any] = {
+        "id": new_id("apr"),
+        "account_id": session["account_id"],
+        "session_id": session["id"],
+        "workspace_id": session["workspace_id"],
+        "title": title[:500] or "permission",
+        "details": details,
+        "kind": "agent_permission",
+        "options": options,
+        "status": "pending",
+        "comment": None,
+        "decided_by": None,
+        "option_id": None,
+        "decided_at": None,
+        "created_at": tx.now,
+        "updated_at": tx.now,
+    }
+    tx.conn.execute(a.insert().values(**row))
+    _emit(tx, render(row), session["account_id"], "approval.requested")
+    if decided is not None:
+        verdict, option_id = decided
+        row.update(status=verdict, option_id=option_id, decided_by="policy", decided_at=tx.now)
+        tx.conn.execute(
+            a.update()
+            .where(a.c.id == row["id"])
+            .values(status=verdict, option_id=option_id, decided_by="policy", decided_at=tx.now)
+        )
+        _emit(tx, render(row), session["account_id"], "approval.resolved")
+    return render(row)
+
+
+def cancel_pending(tx: Tx, account_id: str, session_id: str, approval_ids: list[str]) -> int:
+    """``pending`` → ``cancelled`` for these approvals (their turn ended first); each gets
+    an ``approval.resolved`` event. Returns how many changed."""
+    if not approval_ids:
+        return 0
+    q = sa.select(a).where(
+        a.c.account_id == account_id,
+        a.c.session_id == session_id,
+        a.c.id.in_(approval_ids),
+        a.c.status == "pending",
+    )
+    rows = [dict(r._mapping) for r in tx.conn.execute(q)]
+    for row in rows:
+        tx.conn.execute(
+            a.update()
+            .where(a.c.id == row["id"], a.c.status == "pending")
+            .values(status="cancelled", decided_at=tx.now, decided_by="turn", updated_at=tx.now)
+        )
+        row.update(status="cancelled", decided_at=tx.now, decided_by="turn")
+        _emit(tx, render(row), account_id, "approval.resolved")
+    return len(rows)
 
 
 # -- reads ---------------------------------------------------------------------------------

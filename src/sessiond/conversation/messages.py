@@ -436,6 +436,60 @@ def update(
     return message
 
 
+def replace(
+    tx: Tx,
+    limits: Limits,
+    account_id: str,
+    session_id: str,
+    message_id: str,
+    parts: list[dict[str, Any]],
+    status: str,
+    *,
+    delta: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Set a streaming message's parts (stored form, built by the server: an agent's
+    turn) and status, with one ``message.updated`` whose ``data.delta`` says what was
+    appended. A message no longer streaming, or no longer on the path (reverted), or a
+    session no longer active is left alone: returns None."""
+    row = kernel.lock_light(tx, account_id, session_id)
+    if row["status"] != "active":
+        return None
+    path = row["conversation"]
+    try:
+        msg, seq = _locate_row(tx, account_id, path, message_id)
+    except NotFound:
+        return None
+    own = json.loads(msg["doc"])
+    if own["status"] != "streaming":
+        return None
+    own.update(parts=parts, status=status, updatedAt=iso(tx.now))
+    if metadata is not None:
+        own["metadata"] = {**own["metadata"], **metadata}
+    doc = _dumps(own)
+    if len(doc.encode("utf-8")) > limits.message_bytes:
+        # Over the message limit: the parts stay as last stored, marked truncated.
+        own = json.loads(msg["doc"])
+        own.update(status=status, updatedAt=iso(tx.now))
+        own["metadata"] = {**own["metadata"], "truncated": True}
+        doc = _dumps(own)
+        delta = None
+    tx.conn.execute(
+        m.update()
+        .where(m.c.id == message_id)
+        .values(doc=doc, status=own["status"], updated_at=tx.now)
+    )
+    kernel.touch(tx, row)
+    message = render(
+        message_id, session_id, _parent_id(tx, account_id, path, seq), seq, json.loads(doc)
+    )
+    data: dict[str, Any] = {"message": message}
+    if delta:
+        data["delta"] = delta
+    _emit(tx, row, "message.updated", data)
+    return message
+
+
 def delete(
     tx: Tx,
     account_id: str,

@@ -97,6 +97,13 @@ sessions = sa.Table(
     # The last commit on the session's branch (a fork starts from its parent's).
     sa.Column("commit_head", sa.String(40), nullable=True),
     sa.Column("environment_spec", sa.JSON, nullable=True),
+    # Agents (docs/design/agents.md): the permission policy (null = the agent's default),
+    # the sums over ended turns, the agent's own session id (for session/load) and the
+    # remembered *_always answers ({toolKind: "allow" | "reject"}).
+    sa.Column("permissions", sa.String(16), nullable=True),
+    sa.Column("usage", sa.JSON, nullable=True),
+    sa.Column("acp_session_id", sa.Text, nullable=True),
+    sa.Column("permission_rules", sa.JSON, nullable=True),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),
@@ -240,6 +247,8 @@ approvals = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("comment", sa.Text, nullable=True),
     sa.Column("decided_by", sa.String(40), nullable=True),
+    # The option a decision chose (agent permissions carry ACP options; null otherwise).
+    sa.Column("option_id", sa.Text, nullable=True),
     sa.Column("decided_at", Ms, nullable=True),
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("updated_at", Ms, nullable=False),
@@ -318,4 +327,45 @@ commits = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("created_at", Ms, nullable=False),
     sa.Index(None, "session_id", "created_at"),
+)
+
+
+# One prompt = one turn (docs/design/agents.md). ``seq`` orders a session's turns: the
+# queue is the queued turns by seq. Everything about a turn is here, so a restarted server
+# or another instance knows what ran, what is queued, and in which order.
+turns = sa.Table(
+    "turns",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(40), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("stop_reason", sa.String(32), nullable=True),
+    sa.Column("user_message_id", sa.String(40), nullable=True),
+    sa.Column("assistant_message_id", sa.String(40), nullable=True),
+    sa.Column("checkpoint_id", sa.String(40), nullable=True),
+    sa.Column("files_changed", sa.JSON, nullable=False),
+    sa.Column("skipped", sa.JSON, nullable=False),
+    sa.Column("usage", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("mode", sa.String(200), nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("started_at", Ms, nullable=True),
+    sa.Column("ended_at", Ms, nullable=True),
+    sa.UniqueConstraint("session_id", "seq"),
+    sa.Index(None, "account_id", "session_id", "id"),
+    sa.Index(None, "status"),  # recovery: the running turns; workers: sessions with queued ones
+)
+
+# What each configured agent announced the last time it started (server-wide: agents are
+# server configuration and their modes name no tenant's data).
+agent_info = sa.Table(
+    "agent_info",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("modes", sa.JSON, nullable=True),
+    sa.Column("capabilities", sa.JSON, nullable=True),
+    sa.Column("updated_at", Ms, nullable=False),
 )

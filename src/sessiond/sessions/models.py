@@ -67,6 +67,10 @@ class SessionCreate(ApiModel):
     agent: Name | None = None
     model: Name | None = None
     mode: Name | None = None
+    # who decides an agent's permission requests; null: the agent's configured default
+    permissions: Annotated[StrictStr, Declared(enum=["ask", "allow-reads", "allow-all"])] | None = (
+        None
+    )
     source: Annotated[dict[str, Any], Declared(oneOf=SOURCES)] | None = None
 
 
@@ -79,6 +83,10 @@ class SessionPatch(ApiModel):
     agent: Name | None = None
     model: Name | None = None
     mode: Name | None = None
+    # who decides an agent's permission requests; null: the agent's configured default
+    permissions: Annotated[StrictStr, Declared(enum=["ask", "allow-reads", "allow-all"])] | None = (
+        None
+    )
     expected_version: StrictInt | None = None
 
 

@@ -10,6 +10,8 @@ from sessiond.ids import iso
 from sessiond.sessions import figures
 from sessiond.sessions.lifecycle import effective_status, is_expired
 
+EMPTY_USAGE = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0, "costUsd": 0.0, "turns": 0}
+
 
 def render_session(row: Mapping[str, Any], now: int, *, context: bool = True) -> dict[str, Any]:
     """The session as a reader sees it at ``now`` (read-time expiry applied)."""
@@ -39,6 +41,8 @@ def render_stored(row: Mapping[str, Any], *, context: bool = True) -> dict[str, 
         "agent": row["agent"],
         "model": row["model"],
         "mode": row["mode"],
+        "permissions": row.get("permissions"),
+        "usage": row.get("usage") or dict(EMPTY_USAGE),
         "ttlSeconds": row["ttl_seconds"],
         "expiresAt": iso(row["expires_at"]),
         "ephemeral": row["ephemeral"],

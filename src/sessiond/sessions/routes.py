@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from sessiond.agents.routes import check_agent
 from sessiond.conversation import messages
 from sessiond.conversation.schemas import SessionWithMessages
 from sessiond.db.executor import Tx
@@ -42,6 +43,7 @@ async def create_session(
     limits = ctx.settings.limits
 
     sources.check(spec.source)
+    check_agent(ctx, spec.agent)
 
     def create(tx: Tx) -> tuple[int, Any]:
         row = sessions.create(tx, limits, principal.account_id, spec)
@@ -126,7 +128,10 @@ def _includes(include: str | None) -> bool:
 async def patch_session(
     session_id: str, body: SessionPatch, ctx: Ctx, principal: Writer, if_match: IfMatch
 ) -> Response:
-    """Change title, status, tags, metadata (replaced), ttlSeconds, agent, model, mode."""
+    """Change title, status, tags, metadata (replaced), ttlSeconds, agent, model, mode,
+    permissions."""
+    if "agent" in body.model_fields_set:
+        check_agent(ctx, body.agent)
 
     def run(tx: Tx) -> dict[str, Any]:
         row = sessions.update(

@@ -22,6 +22,14 @@ class SandboxState(BaseModel):
     snapshot: str | None
 
 
+class UsageOut(BaseModel):
+    inputTokens: int
+    outputTokens: int
+    totalTokens: int
+    costUsd: float
+    turns: int
+
+
 class SessionOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -39,6 +47,8 @@ class SessionOut(BaseModel):
     agent: str | None
     model: str | None
     mode: str | None
+    permissions: str | None  # ask | allow-reads | allow-all; null = the agent's default
+    usage: UsageOut  # sums over the session's ended turns
     ttlSeconds: int | None
     expiresAt: str | None
     ephemeral: bool

@@ -35,7 +35,18 @@ EMPTY_SANDBOX = {"state": None, "expiresAt": None, "hibernateAfter": None, "snap
 
 # Fields whose change bumps lifecycleVersion (API.md, Conventions).
 VERSIONED_FIELDS = frozenset(
-    {"title", "status", "tags", "metadata", "context", "ttl_seconds", "agent", "model", "mode"}
+    {
+        "title",
+        "status",
+        "tags",
+        "metadata",
+        "context",
+        "ttl_seconds",
+        "agent",
+        "model",
+        "mode",
+        "permissions",
+    }
 )
 # Fields a PATCH may change on a session that is not active (organising it stays possible).
 ALWAYS_PATCHABLE = frozenset({"title", "tags", "metadata", "status"})
@@ -50,6 +61,7 @@ SESSION_OWNED = (
     t.cache_entries,
     t.checkpoints,
     t.commits,
+    t.turns,
 )
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
@@ -94,6 +106,15 @@ def _apply(tx: Tx, row: dict[str, Any], changes: dict[str, Any]) -> list[str]:
 # -- create --------------------------------------------------------------------------------
 
 
+POLICIES = ("ask", "allow-reads", "allow-all")
+
+
+def _policy(value: str | None) -> str | None:
+    if value is not None and value not in POLICIES:
+        raise invalid("permissions", f"one of {', '.join(POLICIES)}, or null")
+    return value
+
+
 def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict[str, Any]:
     v.check_title(limits, body.title)
     tags = v.clean_tags(limits, body.tags)
@@ -119,6 +140,10 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "agent": body.agent,
         "model": body.model,
         "mode": body.mode,
+        "permissions": _policy(body.permissions),
+        "usage": None,
+        "acp_session_id": None,
+        "permission_rules": None,
         "ttl_seconds": body.ttl_seconds,
         "expires_at": now + body.ttl_seconds * 1000 if body.ttl_seconds else None,
         "ephemeral": body.ephemeral,
@@ -176,6 +201,8 @@ def update(
         if name in given:
             v.check_name(name, getattr(patch, name))
             changes[name] = getattr(patch, name)
+    if "permissions" in given:
+        changes["permissions"] = _policy(patch.permissions)
     if "ttl_seconds" in given:
         v.check_ttl(patch.ttl_seconds)
 

@@ -1,0 +1,107 @@
+"""Paths an agent names, confined to its sandbox directory.
+
+``relative(root, path)`` turns the agent's path (absolute, as ACP wants, or relative to
+the root) into a workspace path that follows the path rules, or refuses it. Reads and
+writes then open every component with ``O_NOFOLLOW`` relative to the directory above
+(``openat``), so no symlink — one the agent made a moment ago included — can lead a
+read or a write out of the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from sessiond.agents.protocol import ClientRefused
+from sessiond.files import paths
+
+
+def relative(root: Path, path: str) -> str:
+    """The workspace path of ``path`` (ClientRefused when it is outside ``root`` or breaks
+    the path rules)."""
+    if "\x00" in path:
+        raise ClientRefused("a path must not contain NUL")
+    absolute = os.path.normpath(path if os.path.isabs(path) else os.path.join(root, path))
+    base = os.path.normpath(root)
+    if absolute == base:
+        raise ClientRefused(f"{path}: a directory, not a file")
+    if os.path.commonpath([absolute, base]) != base:
+        raise ClientRefused(f"{path}: outside the session's directory {base}")
+    rel = os.path.relpath(absolute, base).replace(os.sep, "/")
+    reason = paths.entry_reason(rel, 0o100644, bytes)
+    if reason is not None:
+        raise ClientRefused(f"{path}: {reason}")
+    return rel
+
+
+@contextlib.contextmanager
+def _parent(root: Path, rel: str, *, create: bool) -> Iterator[tuple[int, str]]:
+    """``(fd of the directory holding rel, its last name)``, walking with O_NOFOLLOW."""
+    names = rel.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names[:-1]:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o755, dir_fd=fd)
+            try:
+                nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                raise ClientRefused(f"{rel}: no such file") from None
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise ClientRefused(
+                        f"{rel}: {name} is a symlink or a file, not a directory"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = nxt
+        yield fd, names[-1]
+    finally:
+        os.close(fd)
+
+
+def read(root: Path, rel: str, max_bytes: int) -> bytes:
+    with _parent(root, rel, create=False) as (fd, name):
+        try:
+            f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+        except FileNotFoundError:
+            raise ClientRefused(f"{rel}: no such file") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ClientRefused(f"{rel}: a symlink (not followed)") from None
+            raise ClientRefused(f"{rel}: {e.strerror}") from None
+        with os.fdopen(f, "rb") as stream:
+            if not os.path.isfile(f"/proc/self/fd/{stream.fileno()}"):
+                raise ClientRefused(f"{rel}: not a regular file")
+            data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ClientRefused(f"{rel}: over the file limit ({max_bytes} bytes)")
+    return data
+
+
+def write(root: Path, rel: str, data: bytes) -> None:
+    with _parent(root, rel, create=True) as (fd, name):
+        try:
+            f = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd
+            )
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ClientRefused(f"{rel}: a symlink (not followed)") from None
+            raise ClientRefused(f"{rel}: {e.strerror}") from None
+        with os.fdopen(f, "wb") as stream:
+            stream.write(data)
+
+
+def slice_lines(text: str, line: int | None, limit: int | None) -> str:
+    """ACP's ``line`` (1-based) and ``limit`` (lines) applied to ``text``."""
+    if line is None and limit is None:
+        return text
+    lines = text.splitlines(keepends=True)
+    start = max((line or 1) - 1, 0)
+    end = start + limit if limit is not None else None
+    return "".join(lines[start:end])

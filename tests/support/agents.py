@@ -1,0 +1,42 @@
+"""The agents the suite configures: the scripted ACP agent (tests/support/scripted_agent.py)
+under a few names, written to the test server's ``agents.toml``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+SCRIPTED = Path(__file__).with_name("scripted_agent.py")
+
+
+def agents_toml(state_dir: Path) -> str:
+    """``scripted`` (announces session/load), ``forgetful`` (does not), ``missing`` (its
+    command does not exist), ``permissive`` (policy allow-all)."""
+    cmd = json.dumps([sys.executable, str(SCRIPTED)])
+    state = json.dumps(str(state_dir))
+    return f"""
+[agents.scripted]
+command = {cmd}
+env = {{ SCRIPTED_STATE = {state} }}
+description = "the suite's scripted agent"
+default_mode = "build"
+
+[agents.forgetful]
+command = {cmd}
+env = {{ SCRIPTED_STATE = {state}, SCRIPTED_LOAD = "0" }}
+
+[agents.permissive]
+command = {cmd}
+env = {{ SCRIPTED_STATE = {state} }}
+permissions = "allow-all"
+
+[agents.missing]
+command = ["/nonexistent/agent-binary", "acp"]
+"""
+
+
+def write_agents_file(data_dir: Path) -> Path:
+    path = data_dir / "agents.toml"
+    path.write_text(agents_toml(data_dir / "scripted-state"))
+    return path
