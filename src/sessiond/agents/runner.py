@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from sessiond.agents import acp_v1, fs, permissions, sandbox, turns
 from sessiond.agents.protocol import AgentConnection, AgentFailed, ClientRefused
 from sessiond.agents.registry import AgentConfig, Registry, remember
@@ -200,6 +202,9 @@ class Runner:
         failed = await self.db.write(turns.recover, self.settings.limits)
         for turn in failed:
             log.warning("turn %s failed: %s", turn["id"], turns.STOPPED_BY_RESTART)
+            account_id = await self.db.read(_account_of, turn["sessionId"])
+            changed, skipped, checkpoint = await self._save(account_id, turn["sessionId"], None)
+            await self.db.write(turns.record_saved, turn["id"], changed, skipped, checkpoint)
         for account_id, session_id in await self.db.read(turns.sessions_with_queued):
             self.wake(account_id, session_id)
         self._reaper = asyncio.create_task(self._reap(), name="agent-reaper")
@@ -553,6 +558,11 @@ class Runner:
             log.warning("turn end of %s: not saved: %s", session_id, e)
             return changed, skipped, None
         return changed, skipped, checkpoint
+
+
+def _account_of(tx: Tx, session_id: str) -> str:
+    q = sa.select(t.sessions.c.account_id).where(t.sessions.c.id == session_id)
+    return str(tx.conn.execute(q).scalar_one())
 
 
 def _prompt_blocks(

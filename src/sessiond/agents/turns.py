@@ -274,6 +274,21 @@ def finish(
     return render(ended)
 
 
+def record_saved(
+    tx: Tx,
+    turn_id: str,
+    files_changed: list[str],
+    skipped: list[dict[str, str]],
+    checkpoint_id: str | None,
+) -> None:
+    """What a failed turn's directory held, saved after the turn ended (crash recovery)."""
+    tx.conn.execute(
+        tr.update()
+        .where(tr.c.id == turn_id)
+        .values(files_changed=files_changed, skipped=skipped, checkpoint_id=checkpoint_id)
+    )
+
+
 def request_cancel(
     tx: Tx, account_id: str, session_id: str, *, queued: bool
 ) -> tuple[list[str], list[str]]:

@@ -1,0 +1,108 @@
+"""A server killed (SIGKILL) during a turn: on the next start the turn is failed, what the
+agent wrote is saved and checkpointed, and the queued turn runs — with a real
+``sessiond serve`` process and the scripted agent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.agents import write_agents_file
+
+pytestmark = pytest.mark.slow
+
+
+def _start(data_dir: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    exe = Path(sys.executable).parent / "sessiond"
+    log = open(data_dir / f"server-{port}.log", "wb")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir),
+         "--database-url", database_url, "--no-access-log"],
+        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+    )  # fmt: skip
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, (data_dir / f"server-{port}.log").read_text()
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int) -> None:
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _turn(c: httpx.Client, sid: str, turn_id: str, until: tuple[str, ...]) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        turn: dict[str, Any] = c.get(f"/v1/sessions/{sid}/turns/{turn_id}").json()["turn"]
+        if turn["status"] in until or time.monotonic() > deadline:
+            return turn
+        time.sleep(0.1)
+
+
+def test_sigkill_mid_turn(tmp_path: Path, database_url: str) -> None:
+    write_agents_file(tmp_path)
+    proc, url = _start(tmp_path, database_url)
+    try:
+        key = (tmp_path / "admin.key").read_text().strip()
+        c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        sid = c.post("/v1/sessions", json={"agent": "scripted"}).json()["session"]["id"]
+        first = c.post(
+            f"/v1/sessions/{sid}/prompt",
+            json={"content": "say: working\nwrite: a.txt one\nsleep: 60"},
+        ).json()["turn"]
+        second = c.post(f"/v1/sessions/{sid}/prompt", json={"content": "say: after"}).json()["turn"]
+        assert _turn(c, sid, first["id"], ("running",))["status"] == "running"
+        directory = tmp_path / "sandboxes" / sid
+        deadline = time.monotonic() + 20
+        while not (directory / "a.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (directory / "a.txt").exists()
+        c.close()
+    finally:
+        _stop(proc, signal.SIGKILL)
+
+    proc, url = _start(tmp_path, database_url)
+    try:
+        c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        failed = _turn(c, sid, first["id"], ("failed",))
+        assert failed["status"] == "failed", failed
+        assert failed["error"] == "the server stopped during this turn"
+        assert failed["filesChanged"] == ["a.txt"] and failed["checkpointId"]
+        assert c.get(f"/v1/sessions/{sid}/files/a.txt").content == b"one"
+        done = _turn(c, sid, second["id"], ("completed", "failed"))
+        assert done["status"] == "completed", done
+        msgs = c.get(f"/v1/sessions/{sid}/messages").json()["messages"]
+        assistant = [m for m in msgs if m["role"] == "assistant"]
+        assert [m["status"] for m in assistant] == ["error", "complete"]
+        texts = ["".join(p.get("text", "") for p in m["parts"]) for m in assistant]
+        assert texts[0] in ("", "working") and texts[1] == "after"
+        session = c.get(f"/v1/sessions/{sid}").json()["session"]
+        assert session["activity"] == "idle"
+        c.close()
+    finally:
+        _stop(proc, signal.SIGTERM)
