@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from sessiond.agents import turns
 from tests.support.api import Api
 
 
@@ -33,6 +34,16 @@ def _messages(api: Api, sid: str) -> list[dict[str, Any]]:
 def _pending(api: Api, sid: str) -> list[dict[str, Any]]:
     url = f"/v1/sessions/{sid}/approvals"
     return api.get(url, params={"status": "pending"}).json()["approvals"]  # type: ignore[no-any-return]
+
+
+def _await_pending(api: Api, sid: str) -> list[dict[str, Any]]:
+    """The session's pending approvals, once there is one (at most 20 s)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if pending := _pending(api, sid):
+            return pending
+        time.sleep(0.05)
+    raise AssertionError("no approval was requested")
 
 
 def _events(api: Api, sid: str) -> list[dict[str, Any]]:
@@ -150,15 +161,7 @@ def test_fs_paths_outside_the_directory_are_refused(api: Api, settings: Any) -> 
 def test_permission_granted_through_the_approvals_api(api: Api) -> None:
     sid = api.session(agent="scripted")["id"]
     turn = _turn(api, sid, "ask: t1 execute rm -rf build\nsay: after")
-    deadline = time.monotonic() + 20
-    pending: list[dict[str, Any]] = []
-    while not pending and time.monotonic() < deadline:
-        pending = api.get(f"/v1/sessions/{sid}/approvals", params={"status": "pending"}).json()[
-            "approvals"
-        ]
-        time.sleep(0.05)
-    assert pending, "no approval was requested"
-    approval = pending[0]
+    approval = _await_pending(api, sid)[0]
     assert approval["kind"] == "agent_permission" and approval["title"] == "rm -rf build"
     assert approval["details"]["turnId"] == turn["id"]
     assert [o["kind"] for o in approval["options"]] == [
@@ -176,14 +179,7 @@ def test_permission_granted_through_the_approvals_api(api: Api) -> None:
 def test_always_is_remembered_and_policy_decisions_are_recorded(api: Api) -> None:
     sid = api.session(agent="scripted")["id"]
     turn = _turn(api, sid, "ask: t1 execute make\nask: t2 execute make again")
-    deadline = time.monotonic() + 20
-    pending: list[dict[str, Any]] = []
-    while not pending and time.monotonic() < deadline:
-        pending = api.get(f"/v1/sessions/{sid}/approvals", params={"status": "pending"}).json()[
-            "approvals"
-        ]
-        time.sleep(0.05)
-    first = pending[0]
+    first = _await_pending(api, sid)[0]
     api.post(
         f"/v1/sessions/{sid}/approvals/{first['id']}/grant", {"optionId": "always"}, expect=200
     )
@@ -208,13 +204,7 @@ def test_allow_all_policy_decides_without_asking(api: Api) -> None:
 def test_cancel_ends_the_running_turn_and_its_approvals(api: Api) -> None:
     sid = api.session(agent="scripted")["id"]
     turn = _turn(api, sid, "say: before\nask: t1 execute slow thing\nsay: never")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if api.get(f"/v1/sessions/{sid}/approvals", params={"status": "pending"}).json()[
-            "approvals"
-        ]:
-            break
-        time.sleep(0.05)
+    _await_pending(api, sid)
     r = api.post(f"/v1/sessions/{sid}/cancel", {}, expect=200).json()
     assert r["cancelled"] == [turn["id"]]
     done = _wait(api, sid, turn["id"])
@@ -309,3 +299,54 @@ def test_session_load_keeps_the_agents_memory(api: Api, client: TestClient, agen
     _wait(api, sid, _turn(api, sid, "recall")["id"])
     texts = [_text(m) for m in _messages(api, sid) if m["role"] == "assistant"]
     assert texts == ["prompts=1", "prompts=2" if agent == "scripted" else "prompts=1"]
+
+
+def _running(api: Api, sid: str, turn_id: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        turn = api.get(f"/v1/sessions/{sid}/turns/{turn_id}").json()["turn"]
+        last = _messages(api, sid)[-1]
+        if turn["status"] == "running" and last["role"] == "assistant" and _text(last):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the turn did not start streaming")
+
+
+def test_a_cancel_written_by_another_instance_reaches_the_turn(
+    api: Api, client: TestClient, tenant: Any
+) -> None:
+    """Only the row says so (as when another instance took the cancel): the runner sees it."""
+    sid = api.session(agent="scripted")["id"]
+    turn = _turn(api, sid, "say: started\nsleep: 30\nsay: never")
+    _running(api, sid, turn["id"])
+    db = client.app.state.ctx.db  # type: ignore[attr-defined]
+    running, _ = db.write_sync(turns.request_cancel, tenant.account_id, sid, queued=False)
+    assert running == [turn["id"]]
+    done = _wait(api, sid, turn["id"], seconds=10)
+    assert done["status"] == "cancelled"
+
+
+def test_closing_or_deleting_a_session_stops_its_agent(api: Api, settings: Any) -> None:
+    closing = api.session(agent="scripted")["id"]
+    _wait(api, closing, _turn(api, closing, "write: x.txt 1")["id"])
+    directory = settings.data_dir / "sandboxes" / closing
+    assert directory.is_dir()
+    api.post(f"/v1/sessions/{closing}/close", {}, expect=200)
+    deadline = time.monotonic() + 10
+    while directory.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not directory.exists()
+    # Deleted while a turn runs: the turn goes with it, nothing is left behind.
+    doomed = api.session(agent="scripted")["id"]
+    turn = _turn(api, doomed, "say: hi\nsleep: 30")
+    _running(api, doomed, turn["id"])
+    api.delete(f"/v1/sessions/{doomed}", expect=204)
+    directory = settings.data_dir / "sandboxes" / doomed
+    deadline = time.monotonic() + 10
+    while directory.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not directory.exists()
+    api.get(f"/v1/sessions/{doomed}/turns/{turn['id']}", expect=404)
+    # The server is still fine: a new session runs a turn.
+    sid = api.session(agent="scripted")["id"]
+    assert _wait(api, sid, _turn(api, sid, "say: ok")["id"])["status"] == "completed"

@@ -40,6 +40,7 @@ from sessiond.versions import record
 
 log = logging.getLogger("sessiond.agents")
 
+CANCEL_POLL_SECONDS = 1.0
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "SHELL", "TZ")
 
 
@@ -406,16 +407,25 @@ class Runner:
         assert live.conn is not None and live.acp_session is not None
         prompt = asyncio.create_task(live.conn.prompt(live.acp_session, blocks))
         cancelled = asyncio.create_task(cancel.wait())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.turn_timeout_seconds
+        turn_id = live.turn_id
         try:
-            done, _ = await asyncio.wait(
-                {prompt, cancelled},
-                timeout=self.settings.turn_timeout_seconds,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            while True:
+                # Wake at least every CANCEL_POLL_SECONDS: a cancel posted to another
+                # instance is only in the row.
+                left = min(deadline - loop.time(), CANCEL_POLL_SECONDS)
+                done, _ = await asyncio.wait(
+                    {prompt, cancelled}, timeout=max(left, 0), return_when=asyncio.FIRST_COMPLETED
+                )
+                if done or loop.time() >= deadline:
+                    break
+                if turn_id is not None and await self.db.read(turns.cancel_requested, turn_id):
+                    cancel.set()
             if prompt in done:
                 ended = prompt.result()
                 return ended.stop_reason, ended.usage, False
-            if cancelled not in done:
+            if not cancel.is_set():
                 limit = self.settings.turn_timeout_seconds
                 raise AgentFailed(f"the turn ran longer than {limit:g} s (the turn timeout)")
             await live.conn.cancel(live.acp_session)
@@ -511,7 +521,7 @@ class Runner:
                 if not isinstance(item, dict):
                     continue
                 if item["type"] == "session.deleted" or (
-                    item["type"] == "session.status" and item["data"].get("status") != "active"
+                    item["type"] == "session.status" and item["data"].get("to") != "active"
                 ):
                     self._detach(self.stop_session(live.session_id, remove=True))
                     return

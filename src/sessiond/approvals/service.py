@@ -90,6 +90,31 @@ def _emit(tx: Tx, approval: dict[str, Any], account_id: str, type: str) -> None:
 # -- writes --------------------------------------------------------------------------------
 
 
+def _new_row(
+    tx: Tx, session: dict[str, Any], title: str, details: Any, kind: str | None, options: Any
+) -> dict[str, Any]:
+    """Insert a pending approval of ``session`` (a locked session row)."""
+    row: dict[str, Any] = {
+        "id": new_id("apr"),
+        "account_id": session["account_id"],
+        "session_id": session["id"],
+        "workspace_id": session["workspace_id"],
+        "title": title,
+        "details": details,
+        "kind": kind,
+        "options": options,
+        "status": "pending",
+        "comment": None,
+        "decided_by": None,
+        "option_id": None,
+        "decided_at": None,
+        "created_at": tx.now,
+        "updated_at": tx.now,
+    }
+    tx.conn.execute(a.insert().values(**row))
+    return row
+
+
 def create(
     tx: Tx,
     limits: Limits,
@@ -102,24 +127,7 @@ def create(
     """Ask for a decision: a new ``pending`` approval and its ``approval.requested`` event."""
     _check_create(limits, body)
     session = kernel.lock_active(tx, account_id, session_id, if_match=if_match)
-    row: dict[str, Any] = {
-        "id": new_id("apr"),
-        "account_id": account_id,
-        "session_id": session_id,
-        "workspace_id": session["workspace_id"],
-        "title": body.title,
-        "details": body.details,
-        "kind": body.kind,
-        "options": body.options,
-        "status": "pending",
-        "comment": None,
-        "decided_by": None,
-        "option_id": None,
-        "decided_at": None,
-        "created_at": tx.now,
-        "updated_at": tx.now,
-    }
-    tx.conn.execute(a.insert().values(**row))
+    row = _new_row(tx, session, body.title, body.details, body.kind, body.options)
     approval = render(row)
     _emit(tx, approval, account_id, "approval.requested")
     return approval
@@ -223,24 +231,7 @@ def create_for_agent(
     """An agent's permission request (kind ``agent_permission``): pending, or decided at
     once by the session's policy (``decided = (verdict, optionId)``, ``decidedBy:
     "policy"``), with its events (``approval.requested``, and ``approval.resolved``)."""
-    row: dict[str, Any] = {
-        "id": new_id("apr"),
-        "account_id": session["account_id"],
-        "session_id": session["id"],
-        "workspace_id": session["workspace_id"],
-        "title": title[:500] or "permission",
-        "details": details,
-        "kind": "agent_permission",
-        "options": options,
-        "status": "pending",
-        "comment": None,
-        "decided_by": None,
-        "option_id": None,
-        "decided_at": None,
-        "created_at": tx.now,
-        "updated_at": tx.now,
-    }
-    tx.conn.execute(a.insert().values(**row))
+    row = _new_row(tx, session, title[:500] or "permission", details, "agent_permission", options)
     _emit(tx, render(row), session["account_id"], "approval.requested")
     if decided is not None:
         verdict, option_id = decided
