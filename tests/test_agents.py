@@ -350,3 +350,17 @@ def test_closing_or_deleting_a_session_stops_its_agent(api: Api, settings: Any) 
     # The server is still fine: a new session runs a turn.
     sid = api.session(agent="scripted")["id"]
     assert _wait(api, sid, _turn(api, sid, "say: ok")["id"])["status"] == "completed"
+
+
+def test_modes_announced_by_the_agent(api: Api) -> None:
+    sid = api.session(agent="scripted")["id"]
+    _wait(api, sid, _turn(api, sid, "say: hi")["id"])
+    agent = api.get("/v1/agents/scripted").json()["agent"]
+    assert [m["id"] for m in agent["modes"]] == ["build", "plan"]
+    assert agent["capabilities"]["loadSession"] is True
+    r = api.put(f"/v1/sessions/{sid}/mode", {"mode": "plan"}, expect=200)
+    assert r.json()["session"]["mode"] == "plan"
+    api.put(f"/v1/sessions/{sid}/mode", {"mode": "yolo"}, expect=422, code="validation_error")
+    # The agent reports a mode change: the session follows.
+    _wait(api, sid, _turn(api, sid, "mode: build")["id"])
+    assert api.get(f"/v1/sessions/{sid}").json()["session"]["mode"] == "build"
