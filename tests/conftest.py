@@ -163,6 +163,7 @@ def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) 
         sqlite_readers=2,
         stream_flush_ms=20,
         cancel_grace_seconds=2.0,
+        agent_start_timeout_seconds=3.0,
     )
 
 

@@ -58,7 +58,7 @@ def _text(message: dict[str, Any]) -> str:
 def test_agents_are_listed(api: Api, client: TestClient, tenant: Any) -> None:
     body = api.get("/v1/agents").json()
     names = {a["name"]: a for a in body["agents"]}
-    assert set(names) == {"scripted", "forgetful", "permissive", "missing"}
+    assert set(names) == {"scripted", "forgetful", "permissive", "missing", "silent"}
     assert names["scripted"]["available"] is True and names["scripted"]["error"] is None
     assert names["missing"]["available"] is False
     assert "not found" in names["missing"]["error"]
@@ -364,3 +364,10 @@ def test_modes_announced_by_the_agent(api: Api) -> None:
     # The agent reports a mode change: the session follows.
     _wait(api, sid, _turn(api, sid, "mode: build")["id"])
     assert api.get(f"/v1/sessions/{sid}").json()["session"]["mode"] == "build"
+
+
+def test_an_agent_that_never_answers_initialize_fails_the_turn(api: Api) -> None:
+    sid = api.session(agent="silent")["id"]
+    done = _wait(api, sid, _turn(api, sid, "say: x")["id"])
+    assert done["status"] == "failed" and "did not start within 3 s" in done["error"]
+    assert _messages(api, sid)[1]["status"] == "error"

@@ -101,6 +101,8 @@ class Settings(BaseModel):
     # within the grace is stopped and marked cancelled.
     turn_timeout_seconds: float = Field(default=1800.0, gt=0)
     cancel_grace_seconds: float = Field(default=10.0, gt=0)
+    # Starting an agent (process, initialize, session/new or session/load) takes at most this.
+    agent_start_timeout_seconds: float = Field(default=120.0, gt=0)
     # Streamed chunks are written at most once per message per this many milliseconds.
     stream_flush_ms: int = Field(default=50, ge=0)
     # An agent process with no turn for this long is stopped (the next turn starts it

@@ -12,7 +12,8 @@ SCRIPTED = Path(__file__).with_name("scripted_agent.py")
 
 def agents_toml(state_dir: Path) -> str:
     """``scripted`` (announces session/load), ``forgetful`` (does not), ``missing`` (its
-    command does not exist), ``permissive`` (policy allow-all)."""
+    command does not exist), ``permissive`` (policy allow-all), ``silent`` (never answers
+    ``initialize``)."""
     cmd = json.dumps([sys.executable, str(SCRIPTED)])
     state = json.dumps(str(state_dir))
     return f"""
@@ -33,6 +34,9 @@ permissions = "allow-all"
 
 [agents.missing]
 command = ["/nonexistent/agent-binary", "acp"]
+
+[agents.silent]
+command = ["sleep", "600"]
 """
 
 

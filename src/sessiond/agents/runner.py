@@ -348,7 +348,13 @@ class Runner:
             agent = self.registry.get(session["agent"] or "")
             if agent is None:
                 raise AgentFailed(f"agent {session['agent']!r} is not configured on this server")
-            live = await self._live(session, agent)
+            try:
+                async with asyncio.timeout(self.settings.agent_start_timeout_seconds):
+                    live = await self._live(session, agent)
+            except TimeoutError:
+                live = self.live.get(session_id)
+                limit = self.settings.agent_start_timeout_seconds
+                raise AgentFailed(f"the agent did not start within {limit:g} s") from None
             live.turn_id, live.stream, live.asked, live.written = turn_id, stream, [], set()
             stream.on_mode = lambda m: setattr(live, "current_mode", m)
             mode = claimed["mode"] or session["mode"]
