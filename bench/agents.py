@@ -629,7 +629,7 @@ async def part_concurrent(
         await asyncio.gather(*(fresh(c) for c in conns))
         chunks = args.concurrent_chunks
         cpu = CpuWindow.begin(pid)
-        t0 = time.perf_counter()
+        t0, t0_wall = time.perf_counter(), time.time()
         runs = await asyncio.gather(
             *(
                 run_turn(api, conns[i], streams[i], sids[i], f"chunks: {chunks} 8", args.timeout)
@@ -677,6 +677,11 @@ async def part_concurrent(
                 "text_chars": len(text),
                 "max_gap_s": gap[0],
                 "max_gap_between": f"{gap[1]} → {gap[2]}",
+                # [type, createdAt, arrival] in ms after the prompts were sent
+                "timeline": [
+                    [e.type, iso_ms(e.data["createdAt"]) - 1e3 * t0_wall, 1e3 * (e.perf - t0)]
+                    for e in window_events
+                ],
             }
         )
     durations = [p["duration_s"] for p in per if p["duration_s"] is not None]

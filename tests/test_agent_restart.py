@@ -30,7 +30,8 @@ def _start(data_dir: Path, database_url: str) -> tuple[subprocess.Popen[bytes], 
     proc = subprocess.Popen(
         [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--database-url", database_url, "--no-access-log"],
-        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "SESSIOND_INSTANCE_ID": "the-instance"},  # the same one restarted
     )  # fmt: skip
     log.close()
     url = f"http://127.0.0.1:{port}"

@@ -371,3 +371,84 @@ def test_an_agent_that_never_answers_initialize_fails_the_turn(api: Api) -> None
     done = _wait(api, sid, _turn(api, sid, "say: x")["id"])
     assert done["status"] == "failed" and "did not start within 3 s" in done["error"]
     assert _messages(api, sid)[1]["status"] == "error"
+
+
+def test_decisions_and_cancels_on_another_instance_reach_the_agent(
+    backend: str, settings: Any
+) -> None:
+    """Two instances on one PostgreSQL database: the turn runs on A; a grant and a cancel
+    posted to B reach A's agent (NOTIFY, and the row), and A's turns are not B's to fail."""
+    if backend != "postgresql":
+        pytest.skip("instances share a database only on PostgreSQL")
+    import httpx
+
+    from sessiond.auth import service as auth
+    from tests.support.live import live_server
+
+    a_settings = settings.model_copy(update={"instance_id": "a", "event_poll_seconds": 30.0})
+    b_settings = settings.model_copy(update={"instance_id": "b", "event_poll_seconds": 30.0})
+    with live_server(a_settings) as a:
+        key = str(a.app.state.ctx.db.write_sync(auth.bootstrap))
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=a.url, headers=headers, timeout=30) as ca:
+            sid = ca.post("/v1/sessions", json={"agent": "scripted"}).json()["session"]["id"]
+            script = "ask: t1 execute deploy\nsay: done\nsleep: 30\nsay: never"
+            turn = ca.post(f"/v1/sessions/{sid}/prompt", json={"content": script}).json()["turn"]
+            with (
+                live_server(b_settings) as b,
+                httpx.Client(base_url=b.url, headers=headers, timeout=30) as cb,
+            ):
+                deadline = time.monotonic() + 20
+                pending: list[dict[str, Any]] = []
+                while not pending and time.monotonic() < deadline:
+                    url = f"/v1/sessions/{sid}/approvals"
+                    pending = cb.get(url, params={"status": "pending"}).json()["approvals"]
+                    time.sleep(0.05)
+                assert pending, "no approval was requested"
+                granted_at = time.monotonic()
+                url = f"/v1/sessions/{sid}/approvals/{pending[0]['id']}/grant"
+                assert cb.post(url, json={}).status_code == 200
+                deadline = time.monotonic() + 10
+                text = ""
+                while "done" not in text and time.monotonic() < deadline:
+                    msgs = cb.get(f"/v1/sessions/{sid}/messages").json()["messages"]
+                    text = "".join(p.get("text", "") for p in msgs[-1]["parts"])
+                    time.sleep(0.05)
+                assert "granted:once" in text and "done" in text, text
+                assert time.monotonic() - granted_at < 5  # woken by NOTIFY, not the 30 s poll
+                running = cb.get(f"/v1/sessions/{sid}/turns/{turn['id']}").json()["turn"]
+                assert running["status"] == "running"  # B did not take A's turn for dead
+                assert cb.post(f"/v1/sessions/{sid}/cancel", json={}).json() == {
+                    "cancelled": [turn["id"]]
+                }
+                r = cb.get(f"/v1/sessions/{sid}/turns/{turn['id']}", params={"wait": 10})
+                assert r.json()["turn"]["status"] == "cancelled"
+
+
+def test_a_turn_of_an_instance_that_is_gone_is_failed_once_its_heartbeat_stops(
+    settings: Any,
+) -> None:
+    """Instance A stops mid-turn (its turn stays ``running``, owned by A). Instance B does
+    not fail it at its start — A could still be alive — but after ``turn_stale_seconds``
+    without A's heartbeat it does, and runs the turn queued behind it."""
+    from sessiond.app import create_app
+    from sessiond.auth import service as auth
+
+    a = settings.model_copy(update={"instance_id": "a"})
+    with TestClient(create_app(a)) as client:
+        api = Api(client, str(client.app.state.ctx.db.write_sync(auth.bootstrap)))  # type: ignore[attr-defined]
+        sid = api.session(agent="scripted")["id"]
+        first = _turn(api, sid, "say: started\nsleep: 30")
+        _running(api, sid, first["id"])
+        second = _turn(api, sid, "say: next")
+    b = settings.model_copy(
+        update={"instance_id": "b", "turn_stale_seconds": 3.0, "agent_idle_seconds": 1.0}
+    )
+    with TestClient(create_app(b)) as client:
+        api = Api(client, api.key)
+        assert api.get(f"/v1/sessions/{sid}/turns/{first['id']}").json()["turn"]["status"] == (
+            "running"
+        )
+        failed = _wait(api, sid, first["id"], seconds=15)
+        assert failed["status"] == "failed" and failed["error"] == turns.STOPPED_BY_RESTART
+        assert _wait(api, sid, second["id"], seconds=15)["status"] == "completed"

@@ -6,6 +6,7 @@ Only the CLI reads the environment (``SESSIOND_*``); everything else receives a
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -101,6 +102,12 @@ class Settings(BaseModel):
     # within the grace is stopped and marked cancelled.
     turn_timeout_seconds: float = Field(default=1800.0, gt=0)
     cancel_grace_seconds: float = Field(default=10.0, gt=0)
+    # This instance's name in the turns it runs (None: <hostname>:<port>). Keep it stable
+    # across restarts: a restarted instance fails its own dead turns at once; another
+    # instance's turn is failed only after turn_stale_seconds without its heartbeat.
+    instance_id: str | None = None
+    turn_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    turn_stale_seconds: float = Field(default=30.0, gt=0)
     # Starting an agent (process, initialize, session/new or session/load) takes at most this.
     agent_start_timeout_seconds: float = Field(default=120.0, gt=0)
     # Streamed chunks are written at most once per message per this many milliseconds.
@@ -114,6 +121,9 @@ class Settings(BaseModel):
 
     def resolved_agents_file(self) -> Path:
         return self.agents_file or self.data_dir / "agents.toml"
+
+    def resolved_instance_id(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}:{self.port}"
 
     def sandboxes_dir(self) -> Path:
         """Where the sessions' sandbox directories live (one per session id)."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from acp import PROTOCOL_VERSION, RequestError, connect_to_agent
+from acp import telemetry as acp_telemetry
 from acp.schema import (
     AllowedOutcome,
     ClientCapabilities,
@@ -49,6 +51,13 @@ from sessiond.agents.protocol import (
 )
 
 CLIENT_INFO = Implementation(name="sessiond", version="0.1")
+
+# The SDK opens an OpenTelemetry span around every JSON-RPC message when opentelemetry is
+# importable (a no-op tracer unless one is configured): 37% of the host's cost per streamed
+# chunk (bench/agents.py, cProfile). sessiond has its own metrics and logs; keep the SDK's
+# spans for those who ask (SESSIOND_ACP_TRACING=1).
+if not os.environ.get("SESSIOND_ACP_TRACING"):
+    acp_telemetry.TRACER = None  # type: ignore[assignment]
 
 
 def _json(model: BaseModel | None) -> dict[str, Any]:
@@ -114,6 +123,10 @@ class _StrictTransport:
                 shown = line[:200].decode("utf-8", "replace")
                 self.broken = f"the agent broke the protocol: not JSON-RPC: {shown!r}"
                 return None
+            # The SDK reads every buffered line before anything else runs: yield once per
+            # message, so one agent streaming as fast as its pipe allows cannot starve the
+            # other sessions' writes and streams (bench/agents.py, part 3).
+            await asyncio.sleep(0)
             return message
 
     async def close(self) -> None:

@@ -187,6 +187,8 @@ class Runner:
         self.cancels: dict[str, asyncio.Event] = {}
         self.stopping = False
         self._reaper: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
+        self.owner = settings.resolved_instance_id()
         self._detached: set[asyncio.Task[None]] = set()
 
     def _detach(self, coro: Any) -> None:
@@ -200,22 +202,41 @@ class Runner:
     async def start(self) -> None:
         """Fail the turns a dead process left running (saving their directories), then
         run what is queued."""
-        failed = await self.db.write(turns.recover, self.settings.limits)
+        await self._recover(mine=True)
+        for account_id, session_id in await self.db.read(turns.sessions_with_queued):
+            self.wake(account_id, session_id)
+        self._reaper = asyncio.create_task(self._reap(), name="agent-reaper")
+        self._beat = asyncio.create_task(self._heartbeat(), name="turn-heartbeat")
+
+    async def _recover(self, *, mine: bool) -> None:
+        """Fail dead turns: this instance's own when ``mine`` (at start), and every
+        instance's whose heartbeat stopped; save their directories when they are here."""
+        owner = self.owner if mine else None
+        stale = int(self.settings.turn_stale_seconds * 1000)
+        failed = await self.db.write(turns.recover, self.settings.limits, owner, stale)
         for turn in failed:
             log.warning("turn %s failed: %s", turn["id"], turns.STOPPED_BY_RESTART)
             account_id = await self.db.read(_account_of, turn["sessionId"])
             changed, skipped, checkpoint = await self._save(account_id, turn["sessionId"], None)
             await self.db.write(turns.record_saved, turn["id"], changed, skipped, checkpoint)
-        for account_id, session_id in await self.db.read(turns.sessions_with_queued):
-            self.wake(account_id, session_id)
-        self._reaper = asyncio.create_task(self._reap(), name="agent-reaper")
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.turn_heartbeat_seconds)
+            try:
+                await self.db.write(turns.heartbeat, self.owner)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("turn heartbeat failed; will retry")
 
     async def stop(self) -> None:
         """Stop every agent (their running turns fail on the next start, as after a crash:
         a graceful stop does not wait 30 minutes for a turn)."""
         self.stopping = True
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._beat):
+            if task is not None:
+                task.cancel()
         for task in list(self.workers.values()):
             task.cancel()
         for task in list(self.workers.values()):
@@ -240,6 +261,9 @@ class Runner:
                     if idle and now - live.last_used > self.settings.agent_idle_seconds:
                         await self.stop_session(sid, remove=False)
                 await self._remove_stale_directories()
+                await self._recover(mine=False)  # turns of instances that died
+                for account_id, session_id in await self.db.read(turns.sessions_with_queued):
+                    self.wake(account_id, session_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -310,7 +334,7 @@ class Runner:
         try:
             while not self.stopping:
                 self.again.discard(session_id)
-                claimed = await self.db.write(turns.claim_next, session_id)
+                claimed = await self.db.write(turns.claim_next, session_id, self.owner)
                 if claimed is None:
                     if session_id in self.again:
                         continue

@@ -168,7 +168,7 @@ def create(
     return render(row), interrupted
 
 
-def claim_next(tx: Tx, session_id: str) -> dict[str, Any] | None:
+def claim_next(tx: Tx, session_id: str, owner: str) -> dict[str, Any] | None:
     """The session's next queued turn, now ``running`` (None when one already runs, none
     is queued, or the session is no longer active: its queued turns are then cancelled)."""
     rows = live(tx, session_id)
@@ -190,11 +190,11 @@ def claim_next(tx: Tx, session_id: str) -> dict[str, Any] | None:
     changed = tx.conn.execute(
         tr.update()
         .where(tr.c.id == row["id"], tr.c.status == "queued")
-        .values(status="running", started_at=tx.now)
+        .values(status="running", started_at=tx.now, owner=owner, heartbeat_at=tx.now)
     ).rowcount
     if changed != 1:
         return None
-    row.update(status="running", started_at=tx.now)
+    row.update(status="running", started_at=tx.now, owner=owner, heartbeat_at=tx.now)
     if session["activity"] != "busy":
         kernel.write_fields(tx, session, {"activity": "busy"})
     _emit(tx, session, "turn.started", row)
@@ -307,13 +307,25 @@ def request_cancel(
     return running, dropped
 
 
-def recover(tx: Tx, limits: Limits) -> list[dict[str, Any]]:
-    """At start-up: every ``running`` turn belongs to a process that is gone; it becomes
-    ``failed`` (its streaming message ``error``, its pending approvals cancelled, the
-    session idle). Returns the failed turns (the runner still saves their directories)."""
-    rows = [
-        dict(r._mapping) for r in tx.conn.execute(sa.select(tr).where(tr.c.status == "running"))
-    ]
+def heartbeat(tx: Tx, owner: str) -> None:
+    """This instance still runs its running turns."""
+    q = tr.update().where(tr.c.owner == owner, tr.c.status == "running").values(heartbeat_at=tx.now)
+    tx.conn.execute(q)
+
+
+def recover(tx: Tx, limits: Limits, owner: str | None, stale_ms: int) -> list[dict[str, Any]]:
+    """Fail the ``running`` turns whose process is gone: this instance's own (at its start:
+    they are from before it), and any instance's without a heartbeat for ``stale_ms``.
+    Each becomes ``failed`` (its streaming message ``error``, its pending approvals
+    cancelled, the session idle). Returns them (the runner still saves their directories)."""
+    dead = sa.or_(
+        tr.c.owner == owner if owner is not None else sa.false(),
+        tr.c.owner.is_(None),
+        tr.c.heartbeat_at.is_(None),
+        tr.c.heartbeat_at < tx.now - stale_ms,
+    )
+    q = sa.select(tr).where(tr.c.status == "running", dead)
+    rows = [dict(r._mapping) for r in tx.conn.execute(q)]
     out = []
     for row in rows:
         session = kernel.load_for_write(tx, row["account_id"], row["session_id"])

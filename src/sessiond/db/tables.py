@@ -351,6 +351,10 @@ turns = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("mode", sa.String(200), nullable=True),
     sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    # The instance running the turn, and when it last said so: a turn whose instance is
+    # gone (no heartbeat for turn_stale_seconds) is failed by whoever notices.
+    sa.Column("owner", sa.String(200), nullable=True),
+    sa.Column("heartbeat_at", Ms, nullable=True),
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("started_at", Ms, nullable=True),
     sa.Column("ended_at", Ms, nullable=True),

@@ -41,6 +41,8 @@ def upgrade() -> None:
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("mode", sa.String(200), nullable=True),
         sa.Column("cancel_requested", sa.Boolean, nullable=False),
+        sa.Column("owner", sa.String(200), nullable=True),
+        sa.Column("heartbeat_at", sa.BigInteger, nullable=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("started_at", sa.BigInteger, nullable=True),
         sa.Column("ended_at", sa.BigInteger, nullable=True),
