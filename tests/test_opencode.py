@@ -60,7 +60,14 @@ def oc_settings(settings: Settings, model: MockModel, opencode: str, tmp_path: P
         f"command = {json.dumps([opencode, 'acp'])}\n"
         f"env = {{ {', '.join(f'{k} = {json.dumps(v)}' for k, v in env.items())} }}\n"
     )
-    return settings.model_copy(update={"agents_file": path, "cancel_grace_seconds": 10.0})
+    # opencode starts in 2-6 s on a busy 2-core machine: the suite's 3 s start limit is for
+    # the scripted agent.
+    update = {
+        "agents_file": path,
+        "cancel_grace_seconds": 10.0,
+        "agent_start_timeout_seconds": 120.0,
+    }
+    return settings.model_copy(update=update)
 
 
 def _client(settings: Settings) -> TestClient:
@@ -110,6 +117,11 @@ def test_text_streams_into_a_message(oc_settings: Settings, model: MockModel) ->
         assert "".join(d.get("text", "") for d in deltas if d) == "Hello from the mock model."
         agent = api.get("/v1/agents/opencode").json()["agent"]
         assert agent["capabilities"]["loadSession"] is True
+        # opencode announces its modes as a config option (category "mode")
+        assert {"build", "plan"} <= {m["id"] for m in agent["modes"]}
+        r = api.put(f"/v1/sessions/{sid}/mode", {"mode": "plan"}, expect=200)
+        assert r.json()["session"]["mode"] == "plan"
+        api.put(f"/v1/sessions/{sid}/mode", {"mode": "nope"}, expect=422)
         # the model saw the prompt
         assert any("Say hello" in json.dumps(r) for r in model.chat_requests)
 

@@ -329,6 +329,22 @@ class Connection:
     def _started(session_id: str, answer: Any, loaded: bool) -> SessionStarted:
         modes = getattr(answer, "modes", None) if answer is not None else None
         if modes is None:
+            # Agents that announce their modes as a config option (category "mode", as
+            # opencode does) instead of a SessionModeState.
+            for option in getattr(answer, "config_options", None) or []:
+                raw = _json(option)
+                if raw.get("category") == "mode" and isinstance(raw.get("options"), list):
+                    found = [
+                        {"id": o["value"], "name": o.get("name") or o["value"]}
+                        for o in raw["options"]
+                        if isinstance(o, dict) and isinstance(o.get("value"), str)
+                    ]
+                    return SessionStarted(
+                        session_id=session_id,
+                        modes=found,
+                        current_mode=raw.get("currentValue"),
+                        loaded=loaded,
+                    )
             return SessionStarted(session_id=session_id, loaded=loaded)
         return SessionStarted(
             session_id=session_id,
