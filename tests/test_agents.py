@@ -452,3 +452,30 @@ def test_a_turn_of_an_instance_that_is_gone_is_failed_once_its_heartbeat_stops(
         failed = _wait(api, sid, first["id"], seconds=15)
         assert failed["status"] == "failed" and failed["error"] == turns.STOPPED_BY_RESTART
         assert _wait(api, sid, second["id"], seconds=15)["status"] == "completed"
+
+
+def test_malformed_updates_do_not_break_the_message(api: Api) -> None:
+    """Updates are untrusted JSON: fields of the wrong type are not stored as parts."""
+    sid = api.session(agent="scripted")["id"]
+    bad = [
+        '{"sessionUpdate": "tool_call", "toolCallId": 5, "title": "x"}',
+        '{"sessionUpdate": "tool_call", "toolCallId": "t9", "title": 7, "status": ["x"]}',
+        '{"sessionUpdate": "plan", "entries": "not a list"}',
+        '{"sessionUpdate": "usage_update", "used": 1, "size": 2, "cost": {"amount": "lots"}}',
+        '{"sessionUpdate": "agent_message_chunk", "content": 42}',
+        '{"sessionUpdate": "something_new", "x": 1}',
+    ]
+    script = "say: before\n" + "\n".join(f"raw: {b}" for b in bad) + "\nsay: after"
+    done = _wait(api, sid, _turn(api, sid, script)["id"])
+    assert done["status"] == "completed", done
+    assistant = _messages(api, sid)[1]
+    assert _text(assistant) == "beforeafter"
+    (tool,) = [p for p in assistant["parts"] if p["type"] == "tool_call"]
+    assert tool["toolCallId"] == "t9" and tool["name"] == "tool" and tool["status"] == "pending"
+    kinds = [
+        e["data"]["update"]["sessionUpdate"]
+        for e in _events(api, sid)
+        if e["type"] == "agent.update"
+    ]
+    assert kinds.count("tool_call") == 1 and "something_new" in kinds
+    assert api.get(f"/v1/sessions/{sid}/tasks").json()["tasks"] == []

@@ -21,6 +21,7 @@ script: one command per line, executed in order.
     hang                 wait forever, ignoring cancel
     crash                write to stderr and exit with status 3
     garbage              write a line that is not JSON-RPC to stdout
+    raw: JSON            write a session/update with this update object, bypassing the SDK
     recall               say how many prompts this ACP session has seen
     update: KIND         send an unusual update (available_commands_update)
     stop: REASON         end the turn with this stop reason
@@ -261,6 +262,11 @@ class Scripted(Agent):
             sys.stderr.write("scripted agent: crashing as asked\n")
             sys.stderr.flush()
             os._exit(3)
+        elif verb == "raw":
+            line = {"jsonrpc": "2.0", "method": "session/update"}
+            line["params"] = {"sessionId": sid, "update": json.loads(arg)}
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
         elif verb == "garbage":
             sys.stdout.write("this is not json-rpc\n")
             sys.stdout.flush()

@@ -105,6 +105,8 @@ class AssistantStream:
     # -- updates ------------------------------------------------------------------------
 
     def apply(self, update: dict[str, Any]) -> None:
+        """One ``session/update`` (wire JSON from an untrusted agent: every field is
+        checked for its type; what does not fit is kept only in an ``agent.update``)."""
         if self.replaying:
             return
         kind = update.get("sessionUpdate")
@@ -117,11 +119,15 @@ class AssistantStream:
         elif kind == "tool_call_update":
             self._tool_call(update, new=False)
         elif kind == "plan":
-            self._plan(update.get("entries") or [])
+            entries = update.get("entries")
+            if isinstance(entries, list):
+                self._plan([e for e in entries if isinstance(e, dict)])
         elif kind == "usage_update":
             cost = update.get("cost")
-            if isinstance(cost, dict) and cost.get("currency", "USD") == "USD":
-                self.cost_usd = float(cost.get("amount") or 0)
+            amount = cost.get("amount") if isinstance(cost, dict) else None
+            usd = isinstance(cost, dict) and cost.get("currency", "USD") == "USD"
+            if usd and isinstance(amount, int | float) and not isinstance(amount, bool):
+                self.cost_usd = float(amount)
             self._event("agent.update", {"update": update})
         elif kind == "current_mode_update":
             mode = update.get("currentModeId")
@@ -142,6 +148,9 @@ class AssistantStream:
 
     def _tool_call(self, update: dict[str, Any], *, new: bool) -> None:
         tool_id = update.get("toolCallId")
+        if not isinstance(tool_id, str) or not tool_id:
+            self._event("agent.update", {"update": update})
+            return
         part = next(
             (p for p in self.parts if p["type"] == "tool_call" and p["toolCallId"] == tool_id),
             None,
@@ -150,22 +159,23 @@ class AssistantStream:
             part = {
                 "type": "tool_call",
                 "toolCallId": tool_id,
-                "name": update.get("title") or "tool",
+                "name": _str(update.get("title")) or "tool",
                 "input": {},
                 "status": "pending",
                 "output": None,
                 "error": None,
             }
             self.parts.append(part)
-        if update.get("title"):
-            part["name"] = update["title"]
-        if "kind" in update:
+        if _str(update.get("title")):
+            part["name"] = _str(update["title"])
+        if isinstance(update.get("kind"), str):
             part["kind"] = update["kind"]
         if "rawInput" in update:
             raw = update["rawInput"]
             part["input"] = raw if isinstance(raw, dict) else {"value": raw}
-        if "status" in update:
-            part["status"] = TOOL_STATUS.get(update["status"], "running")
+        status = update.get("status")
+        if isinstance(status, str):
+            part["status"] = TOOL_STATUS.get(status, "running")
         if "rawOutput" in update:
             part["output"] = update["rawOutput"]
         elif update.get("content"):
@@ -178,8 +188,8 @@ class AssistantStream:
     def _plan(self, entries: list[dict[str, Any]]) -> None:
         items = [
             {
-                "content": str(e.get("content") or "")[:10_000] or "(empty)",
-                "status": PLAN_STATUS.get(str(e.get("status")), "pending"),
+                "content": _str(e.get("content"))[:10_000] or "(empty)",
+                "status": PLAN_STATUS.get(_str(e.get("status")), "pending"),
                 "priority": e.get("priority")
                 if e.get("priority") in ("low", "medium", "high")
                 else "medium",
@@ -260,6 +270,10 @@ class AssistantStream:
         self._flush_now(status)
         with contextlib.suppress(Exception):
             await self.writer.close()
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _text(content: Any) -> str:
