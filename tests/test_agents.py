@@ -287,6 +287,14 @@ def test_api_writes_during_a_turn_reach_the_directory(api: Api) -> None:
     done = _wait(api, sid, _turn(api, sid, "fsread: from-api.txt")["id"])
     assert done["status"] == "completed"
     assert _text(_messages(api, sid)[3]) == "api\n"
+    # A delete and a write in a new directory through the API reach it too.
+    api.delete(f"/v1/sessions/{sid}/files/from-api.txt", expect=204)
+    api.put(f"/v1/sessions/{sid}/files/deep/new.txt", content=b"new\n", expect=200)
+    time.sleep(0.3)
+    done = _wait(api, sid, _turn(api, sid, "fsread: from-api.txt\nfsread: deep/new.txt")["id"])
+    assert done["status"] == "completed"
+    text = _text(_messages(api, sid)[5])
+    assert text.startswith("fsread error") and text.endswith("new\n"), text
 
 
 @pytest.mark.parametrize("agent", ["scripted", "forgetful"])

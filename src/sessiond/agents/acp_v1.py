@@ -354,7 +354,7 @@ class Connection:
         self.capabilities = Capabilities(raw=_json(answer.agent_capabilities))
 
     @staticmethod
-    def _started(session_id: str, answer: Any, loaded: bool) -> SessionStarted:
+    def _started(session_id: str, answer: Any) -> SessionStarted:
         modes = getattr(answer, "modes", None) if answer is not None else None
         if modes is None:
             # Agents that announce their modes as a config option (category "mode", as
@@ -371,26 +371,24 @@ class Connection:
                         session_id=session_id,
                         modes=found,
                         current_mode=raw.get("currentValue"),
-                        loaded=loaded,
                     )
-            return SessionStarted(session_id=session_id, loaded=loaded)
+            return SessionStarted(session_id=session_id)
         return SessionStarted(
             session_id=session_id,
             modes=[_json(m) for m in modes.available_modes],
             current_mode=modes.current_mode_id,
-            loaded=loaded,
         )
 
     async def new_session(self, cwd: str) -> SessionStarted:
         answer = await self._call("session/new", self.conn.new_session(cwd=cwd, mcp_servers=[]))
-        return self._started(answer.session_id, answer, False)
+        return self._started(answer.session_id, answer)
 
     async def load_session(self, cwd: str, session_id: str) -> SessionStarted:
         answer = await self._call(
             "session/load",
             self.conn.load_session(cwd=cwd, session_id=session_id, mcp_servers=[]),
         )
-        return self._started(session_id, answer, True)
+        return self._started(session_id, answer)
 
     async def prompt(self, session_id: str, blocks: list[dict[str, Any]]) -> PromptEnded:
         content: list[Any] = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def read(root: Path, rel: str, max_bytes: int) -> bytes:
                 raise ClientRefused(f"{rel}: a symlink (not followed)") from None
             raise ClientRefused(f"{rel}: {e.strerror}") from None
         with os.fdopen(f, "rb") as stream:
-            if not os.path.isfile(f"/proc/self/fd/{stream.fileno()}"):
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
                 raise ClientRefused(f"{rel}: not a regular file")
             data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:

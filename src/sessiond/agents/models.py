@@ -8,7 +8,6 @@ from pydantic import BaseModel, StrictBool, StrictStr
 
 from sessiond.conversation.models import MessageCreate
 from sessiond.models import ApiModel, Declared, NotNull
-from sessiond.sessions.schemas import UsageOut
 
 Multitask = Literal["enqueue", "reject", "interrupt"]
 ModeName = Annotated[StrictStr, Declared(minLength=1, maxLength=200)]
@@ -106,6 +105,3 @@ class AgentList(BaseModel):
 
 class AgentEnvelope(BaseModel):
     agent: AgentOut
-
-
-__all__ = ["UsageOut"]

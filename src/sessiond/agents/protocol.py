@@ -29,7 +29,6 @@ class SessionStarted:
     session_id: str
     modes: list[dict[str, Any]] | None = None  # [{id, name, description?}]
     current_mode: str | None = None
-    loaded: bool = False  # True when an existing session was loaded
 
 
 @dataclass

@@ -15,7 +15,7 @@ import shutil
 import threading
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,11 +24,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
+from sessiond.sessions.models import Policy
 
 log = logging.getLogger("sessiond.agents")
 
-Policy = Literal["ask", "allow-reads", "allow-all"]
-POLICIES: tuple[str, ...] = ("ask", "allow-reads", "allow-all")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 

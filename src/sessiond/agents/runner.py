@@ -563,10 +563,8 @@ class Runner:
             sub.close()
 
     async def _copy_in(self, live: Live, paths: list[str]) -> None:
-        entries = await self.db.read(sandbox.manifest, live.account_id, live.session_id)
-        wanted = {p: entries[p] for p in paths if p in entries}
-        data = await self.db.read(
-            sandbox.contents, live.account_id, [e[1] for e in wanted.values()]
+        wanted, data = await self.db.read(
+            sandbox.entries_at, live.account_id, live.session_id, paths
         )
 
         def apply() -> None:

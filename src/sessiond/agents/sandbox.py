@@ -20,6 +20,7 @@ from typing import Any
 from dulwich.objects import Blob
 
 from sessiond.db.executor import Tx
+from sessiond.errors import Conflict, InvalidPath
 from sessiond.files import paths, trees
 from sessiond.files import service as files
 from sessiond.files.objects import ObjectStore
@@ -44,6 +45,24 @@ def manifest(tx: Tx, account_id: str, session_id: str) -> Manifest:
     root = kernel.get_row(tx, account_id, session_id)["workspace"]["head"]
     store = ObjectStore(tx, account_id)
     return {i.path: (i.mode, i.sha) for i in trees.walk(store, root, "", recursive=True)}
+
+
+def entries_at(
+    tx: Tx, account_id: str, session_id: str, paths: list[str]
+) -> tuple[Manifest, dict[str, bytes]]:
+    """The working tree's entries at ``paths`` (files and symlinks; a path that is absent,
+    or a directory now, is left out) and their contents: what an API write changed."""
+    root = kernel.get_row(tx, account_id, session_id)["workspace"]["head"]
+    store = ObjectStore(tx, account_id)
+    found: Manifest = {}
+    for path in paths:
+        try:
+            entry = trees.lookup(store, root, path)
+        except (InvalidPath, Conflict):
+            continue
+        if entry is not None and trees.kind(entry[0]) != "dir":
+            found[path] = entry
+    return found, contents(tx, account_id, [sha for _, sha in found.values()])
 
 
 def contents(tx: Tx, account_id: str, shas: list[str]) -> dict[str, bytes]:

@@ -15,6 +15,10 @@ Status = Literal["active", "completed", "failed", "closed", "expired", "archived
 # What the OpenAPI document declares (``sessions.validation`` checks it, with the server's
 # configured limits; these are the defaults).
 _LIMITS = Limits()
+# Who decides an agent's permission requests (docs/agents.md).
+Policy = Literal["ask", "allow-reads", "allow-all"]
+POLICIES: tuple[str, ...] = ("ask", "allow-reads", "allow-all")
+
 Title = Annotated[StrictStr, Declared(maxLength=_LIMITS.title_chars)]
 Tag = Annotated[
     StrictStr,
@@ -68,9 +72,7 @@ class SessionCreate(ApiModel):
     model: Name | None = None
     mode: Name | None = None
     # who decides an agent's permission requests; null: the agent's configured default
-    permissions: Annotated[StrictStr, Declared(enum=["ask", "allow-reads", "allow-all"])] | None = (
-        None
-    )
+    permissions: Annotated[StrictStr, Declared(enum=list(POLICIES))] | None = None
     source: Annotated[dict[str, Any], Declared(oneOf=SOURCES)] | None = None
 
 
@@ -84,9 +86,7 @@ class SessionPatch(ApiModel):
     model: Name | None = None
     mode: Name | None = None
     # who decides an agent's permission requests; null: the agent's configured default
-    permissions: Annotated[StrictStr, Declared(enum=["ask", "allow-reads", "allow-all"])] | None = (
-        None
-    )
+    permissions: Annotated[StrictStr, Declared(enum=list(POLICIES))] | None = None
     expected_version: StrictInt | None = None
 
 

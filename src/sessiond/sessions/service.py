@@ -24,7 +24,7 @@ from sessiond.ids import new_id
 from sessiond.sessions import figures, kernel, lifecycle, refs
 from sessiond.sessions import validation as v
 from sessiond.sessions.merge_patch import merge_patch
-from sessiond.sessions.models import SessionCreate, SessionPatch, TagsPatch
+from sessiond.sessions.models import POLICIES, SessionCreate, SessionPatch, TagsPatch
 from sessiond.sessions.render import render_session, session_doc
 from sessiond.settings import Limits
 from sessiond.workspaces import service as workspaces
@@ -104,9 +104,6 @@ def _apply(tx: Tx, row: dict[str, Any], changes: dict[str, Any]) -> list[str]:
 
 
 # -- create --------------------------------------------------------------------------------
-
-
-POLICIES = ("ask", "allow-reads", "allow-all")
 
 
 def _policy(value: str | None) -> str | None:
