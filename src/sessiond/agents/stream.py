@@ -3,7 +3,8 @@
 ``apply`` is synchronous and in memory (the SDK runs each notification as its own task;
 with no await inside, they apply in the order they arrived). Writes go through one
 serial queue (``Writer``), so the database sees them in the same order: the message at
-most once per ``flush_ms`` with ``data.delta`` (what was appended since the last write),
+most once per ``flush_ms`` and one write at a time, with ``data.delta`` (what was appended
+since the last write),
 and, as they come, the task list (``plan``), the mode, and ``agent.update`` events for
 updates with no home in a message.
 """
@@ -100,6 +101,8 @@ class AssistantStream:
         self.cost_usd: float | None = None
         self.writer = Writer(db)
         self._timer: asyncio.TimerHandle | None = None
+        self._writing = False  # a message write is queued or running
+        self._closed = False
         self.replaying = False  # session/load replays history we already have
 
     # -- updates ------------------------------------------------------------------------
@@ -238,33 +241,47 @@ class AssistantStream:
 
     def _touch(self) -> None:
         self.dirty = True
-        if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.flush_s, self._flush_now)
+        if self._timer is None and not self._writing:
+            self._timer = asyncio.get_running_loop().call_later(self.flush_s, self._flush_now)
 
     def _flush_now(self, status: str = "streaming") -> None:
+        """Queue one write of the message. While streaming, at most one is queued or
+        running at a time: when the database is slow, the next write waits for the last
+        one and carries everything appended meanwhile (fewer, larger writes), and it starts
+        no sooner than ``flush_ms`` after the last one started."""
         self._timer = None
-        if not self.dirty and status == "streaming":
+        final = status != "streaming"
+        if not final and (not self.dirty or self._writing):
             return
         parts = [dict(p) for p in self.parts]
         delta, self.delta, self.dirty = self.delta, {}, False
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._writing = True
 
         async def write() -> None:
-            await self.db.write(
-                messages.replace,
-                self.limits,
-                self.account_id,
-                self.session_id,
-                self.message_id,
-                parts,
-                status,
-                delta=delta or None,
-            )
+            try:
+                await self.db.write(
+                    messages.replace,
+                    self.limits,
+                    self.account_id,
+                    self.session_id,
+                    self.message_id,
+                    parts,
+                    status,
+                    delta=delta or None,
+                )
+            finally:
+                self._writing = False
+                if self.dirty and not self._closed and self._timer is None:
+                    wait = max(0.0, self.flush_s - (loop.time() - started))
+                    self._timer = loop.call_later(wait, self._flush_now)
 
         self.writer.put(write)
 
     async def close(self, status: str) -> None:
         """Write the message one last time with its final status, and every queued write."""
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
         self._flush_now(status)

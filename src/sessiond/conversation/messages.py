@@ -208,12 +208,15 @@ def list_page(
     return docs, next_cursor
 
 
+_BY_ID = sa.select(m).where(
+    m.c.id == sa.bindparam("id"), m.c.account_id == sa.bindparam("account_id")
+)
+
+
 def _locate_row(
     tx: Tx, account_id: str, path: P.Path, message_id: str
 ) -> tuple[dict[str, Any], int]:
-    row = tx.conn.execute(
-        sa.select(m).where(m.c.id == message_id, m.c.account_id == account_id)
-    ).first()
+    row = tx.conn.execute(_BY_ID, {"id": message_id, "account_id": account_id}).first()
     if row is None:
         raise message_not_found(message_id)
     seq = P.locate(path, row.branch_id, row.bseq)
@@ -480,9 +483,7 @@ def replace(
         .values(doc=doc, status=own["status"], updated_at=tx.now)
     )
     kernel.touch(tx, row)
-    message = render(
-        message_id, session_id, _parent_id(tx, account_id, path, seq), seq, json.loads(doc)
-    )
+    message = render(message_id, session_id, _parent_id(tx, account_id, path, seq), seq, own)
     data: dict[str, Any] = {"message": message}
     if delta:
         data["delta"] = delta
