@@ -69,12 +69,12 @@ END_TYPES = ("turn.completed", "turn.cancelled", "turn.failed")
 # --------------------------------------------------------------------------------------
 
 
-def agents_toml(state_dir: Path) -> str:
+def agents_toml() -> str:
     cmd = json.dumps([sys.executable, str(SCRIPTED)])
     return (
         "[agents.scripted]\n"
         f"command = {cmd}\n"
-        f"env = {{ SCRIPTED_STATE = {json.dumps(str(state_dir))} }}\n"
+        f"ro_paths = {json.dumps([str(SCRIPTED.parent)])}\n"
         'description = "the suite\'s scripted agent (bench/agents.py)"\n'
     )
 
@@ -84,7 +84,7 @@ class AgentServer(load.ManagedServer):
 
     def start(self) -> None:
         self.data_dir.mkdir()
-        (self.data_dir / "agents.toml").write_text(agents_toml(self.data_dir / "scripted-state"))
+        (self.data_dir / "agents.toml").write_text(agents_toml())
         cmd = [
             self.executable,
             "serve",

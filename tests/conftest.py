@@ -163,7 +163,8 @@ def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) 
         sqlite_readers=2,
         stream_flush_ms=20,
         cancel_grace_seconds=2.0,
-        agent_start_timeout_seconds=3.0,
+        # Generous: a loaded 2-core machine starts a Python agent in bwrap in ~0.5-3 s.
+        agent_start_timeout_seconds=20.0,
     )
 
 

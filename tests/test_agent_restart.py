@@ -78,7 +78,7 @@ def test_sigkill_mid_turn(tmp_path: Path, database_url: str) -> None:
         ).json()["turn"]
         second = c.post(f"/v1/sessions/{sid}/prompt", json={"content": "say: after"}).json()["turn"]
         assert _turn(c, sid, first["id"], ("running",))["status"] == "running"
-        directory = tmp_path / "sandboxes" / sid
+        directory = tmp_path / "sandboxes" / sid / "work"
         deadline = time.monotonic() + 20
         while not (directory / "a.txt").exists() and time.monotonic() < deadline:
             time.sleep(0.05)

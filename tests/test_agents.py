@@ -11,6 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sessiond.agents import turns
+from sessiond.app import create_app
+from sessiond.auth import service as auth
+from sessiond.settings import Settings
 from tests.support.api import Api
 
 
@@ -154,6 +157,7 @@ def test_fs_paths_outside_the_directory_are_refused(api: Api, settings: Any) -> 
     text = _text(_messages(api, sid)[1])
     assert text.count("fswrite error") == 3 and "fsread error" in text, text
     assert not outside.exists()
+    assert not (settings.data_dir / "sandboxes" / sid / "escape.txt").exists()
     assert not (settings.data_dir / "sandboxes" / "escape.txt").exists()
     assert done["filesChanged"] == []
 
@@ -374,11 +378,15 @@ def test_modes_announced_by_the_agent(api: Api) -> None:
     assert api.get(f"/v1/sessions/{sid}").json()["session"]["mode"] == "build"
 
 
-def test_an_agent_that_never_answers_initialize_fails_the_turn(api: Api) -> None:
-    sid = api.session(agent="silent")["id"]
-    done = _wait(api, sid, _turn(api, sid, "say: x")["id"])
-    assert done["status"] == "failed" and "did not start within 3 s" in done["error"]
-    assert _messages(api, sid)[1]["status"] == "error"
+def test_an_agent_that_never_answers_initialize_fails_the_turn(settings: Settings) -> None:
+    quick = settings.model_copy(update={"agent_start_timeout_seconds": 2.0})
+    with TestClient(create_app(quick), raise_server_exceptions=False) as client:
+        secret = client.app.state.ctx.db.write_sync(auth.bootstrap)  # type: ignore[attr-defined]
+        api = Api(client, secret)
+        sid = api.session(agent="silent")["id"]
+        done = _wait(api, sid, _turn(api, sid, "say: x")["id"])
+        assert done["status"] == "failed" and "did not start within 2 s" in done["error"]
+        assert _messages(api, sid)[1]["status"] == "error"
 
 
 def test_decisions_and_cancels_on_another_instance_reach_the_agent(

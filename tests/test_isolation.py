@@ -65,6 +65,7 @@ BODIES: dict[str, Body] = {
     "POST /v1/sessions/{session_id}/events": lambda v: {"type": "custom.x", "data": {}},
     "POST /v1/sessions/{session_id}/git/{rest:path}": lambda v: b"0000",
     "POST /v1/sessions/{session_id}/prompt": lambda v: {"content": "say: taken over"},
+    "POST /v1/sessions/{session_id}/exec": lambda v: {"command": "echo taken over > f"},
     "PUT /v1/sessions/{session_id}/mode": lambda v: {"mode": "plan"},
 }
 # Routes of server-wide configuration, the same for every account (the agents the

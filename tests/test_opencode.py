@@ -51,13 +51,26 @@ def model() -> Iterator[MockModel]:
 
 
 @pytest.fixture
-def oc_settings(settings: Settings, model: MockModel, opencode: str, tmp_path: Path) -> Settings:
+def oc_settings(
+    settings: Settings,
+    model: MockModel,
+    opencode: str,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
     """The suite's settings with one agent, ``opencode``, pointed at the mock model."""
-    env = opencode_env(tmp_path / "opencode-home", model.url)
+    # Outside the data dir (never shown in a sandbox) and readable by the sandbox's uid.
+    config = tmp_path_factory.mktemp("opencode-config")
+    env = opencode_env(config, model.url)
+    for folder, _, names in os.walk(config):
+        os.chmod(folder, 0o755)
+        for name in names:
+            os.chmod(os.path.join(folder, name), 0o644)
     path = tmp_path / "opencode-agents.toml"
     path.write_text(
         "[agents.opencode]\n"
         f"command = {json.dumps([opencode, 'acp'])}\n"
+        f"ro_paths = {json.dumps([str(config)])}\n"
         f"env = {{ {', '.join(f'{k} = {json.dumps(v)}' for k, v in env.items())} }}\n"
     )
     # opencode starts in 2-6 s on a busy 2-core machine: the suite's 3 s start limit is for

@@ -8,7 +8,7 @@ from tests.support.clock import Clock
 FIELDS = {
     "id", "accountId", "workspaceId", "title", "status", "activity", "tags", "metadata",
     "context", "parentId", "forkedFrom", "agent", "model", "mode", "permissions", "usage",
-    "ttlSeconds", "expiresAt",
+    "hibernateAfterSeconds", "ttlSeconds", "expiresAt",
     "ephemeral", "messageCount", "summary", "lastError", "workspace", "repo", "sandbox",
     "lifecycleVersion", "createdAt", "updatedAt", "lastActivityAt", "closedAt",
 }  # fmt: skip
@@ -29,9 +29,11 @@ def test_session_object_is_complete(api: Api) -> None:
     assert s["sandbox"] == {
         "state": None,
         "expiresAt": None,
-        "hibernateAfter": None,
+        "hibernateAfter": 300,
+        "lastUsedAt": None,
         "snapshot": None,
     }
+    assert s["hibernateAfterSeconds"] == 300
     assert s["permissions"] is None
     assert s["usage"] == {
         "inputTokens": 0,

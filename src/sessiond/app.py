@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from typing import TextIO
 
@@ -34,6 +35,9 @@ from sessiond.http.ops import router as ops_router
 from sessiond.http.routing import RawBodyRoutes
 from sessiond.ids import now_ms
 from sessiond.notes.routes import router as notes_router
+from sessiond.sandbox.confine import Confinement, RLimits, resolve
+from sessiond.sandbox.manager import Sandboxes
+from sessiond.sandbox.routes import router as sandbox_router
 from sessiond.sessions.routes import router as sessions_router
 from sessiond.settings import Settings
 from sessiond.summaries import service as summaries
@@ -45,6 +49,26 @@ from sessiond.versions.routes import router as versions_router
 from sessiond.workspaces.routes import router as workspaces_router
 
 VERSION = "0.1.0"
+log = logging.getLogger("sessiond")
+
+
+def confinement(settings: Settings) -> Confinement:
+    """The sandbox confinement in force (logged). Raises SandboxUnavailable when
+    ``SESSIOND_SANDBOX=bwrap`` and bubblewrap cannot work here."""
+    chosen = resolve(
+        settings.sandbox,
+        network=settings.sandbox_network,
+        uid_base=settings.sandbox_uid_base,
+        rlimits=RLimits(
+            cpu_seconds=settings.sandbox_cpu_seconds,
+            memory_bytes=settings.sandbox_memory_bytes,
+            file_bytes=settings.sandbox_file_bytes,
+            processes=settings.sandbox_processes,
+        ),
+        hidden=[str(settings.data_dir.resolve())],
+    )
+    log.info("sandbox: %s (%s)", chosen.mode, chosen.reason)
+    return chosen
 
 
 def open_database(
@@ -113,8 +137,11 @@ def create_app(
             summarizer=summarize,
         )
         registry = Registry(settings.resolved_agents_file())
-        runner = Runner(settings, db, bus, registry)
-        app.state.ctx.registry, app.state.ctx.runner = registry, runner
+        sandboxes = Sandboxes(settings, db, confinement(settings))
+        runner = Runner(settings, db, bus, registry, sandboxes)
+        ctx = app.state.ctx
+        ctx.registry, ctx.runner, ctx.sandboxes = registry, runner, sandboxes
+        await sandboxes.start()
         await runner.start()
         sweeps: list[asyncio.Task[None]] = []
         if interval := settings.sweep_interval_seconds:  # None or 0: no background sweep
@@ -148,6 +175,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
             await runner.stop()
+            await sandboxes.stop()
             await bus.stop()
             if access_log is not None:
                 await access_log.stop()
@@ -182,6 +210,7 @@ def create_app(
         git_router,
         events_router,
         agents_router,
+        sandbox_router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +36,7 @@ class Limits(BaseModel):
     agent_stderr_bytes: int = 4096  # the tail of an agent's stderr kept for a failed turn
     terminal_output_bytes: int = 1024 * 1024  # captured per terminal (terminal/*)
     terminal_timeout_seconds: float = 600.0  # a terminal command running longer is killed
+    exec_output_bytes: int = 1024 * 1024  # stdout and stderr of an exec, each
 
 
 class Tuning(BaseModel):
@@ -115,6 +117,23 @@ class Settings(BaseModel):
     # An agent process with no turn for this long is stopped (the next turn starts it
     # again, with session/load when the agent supports it).
     agent_idle_seconds: float = Field(default=300.0, gt=0)
+
+    # Sandboxes (docs/sandbox.md). auto = bubblewrap when it works here, else none.
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    sandbox_network: bool = True
+    # Under bwrap as root, a session's processes run as sandbox_uid_base + (a hash of its
+    # id) % 65536: its own process budget, no access to the server's files.
+    sandbox_uid_base: int = Field(default=200_000, ge=1000)
+    # Per process (0 = no limit): CPU seconds, address space, file size, processes of
+    # the sandbox's uid (per session only as root under bwrap).
+    sandbox_cpu_seconds: int = Field(default=3600, ge=0)
+    sandbox_memory_bytes: int = Field(default=8 * 1024**3, ge=0)
+    sandbox_file_bytes: int = Field(default=1024**3, ge=0)
+    sandbox_processes: int = Field(default=512, ge=0)
+    # A hibernated sandbox's HOME is kept (gzipped) up to this size, for session/load.
+    sandbox_home_bytes: int = Field(default=64 * 1024**2, ge=0)
+    # How often the sandbox sweeper looks for sandboxes to hibernate and leftovers.
+    sandbox_sweep_seconds: float = Field(default=10.0, gt=0)
 
     access_log: bool = True
     log_level: str = "info"

@@ -10,26 +10,27 @@ from pathlib import Path
 SCRIPTED = Path(__file__).with_name("scripted_agent.py")
 
 
-def agents_toml(state_dir: Path) -> str:
+def agents_toml() -> str:
     """``scripted`` (announces session/load), ``forgetful`` (does not), ``missing`` (its
     command does not exist), ``permissive`` (policy allow-all), ``silent`` (never answers
     ``initialize``)."""
     cmd = json.dumps([sys.executable, str(SCRIPTED)])
-    state = json.dumps(str(state_dir))
+    ro = json.dumps([str(SCRIPTED.parent)])
     return f"""
 [agents.scripted]
 command = {cmd}
-env = {{ SCRIPTED_STATE = {state} }}
+ro_paths = {ro}
 description = "the suite's scripted agent"
 default_mode = "build"
 
 [agents.forgetful]
 command = {cmd}
-env = {{ SCRIPTED_STATE = {state}, SCRIPTED_LOAD = "0" }}
+ro_paths = {ro}
+env = {{ SCRIPTED_LOAD = "0" }}
 
 [agents.permissive]
 command = {cmd}
-env = {{ SCRIPTED_STATE = {state} }}
+ro_paths = {ro}
 permissions = "allow-all"
 
 [agents.missing]
@@ -42,5 +43,5 @@ command = ["sleep", "600"]
 
 def write_agents_file(data_dir: Path) -> Path:
     path = data_dir / "agents.toml"
-    path.write_text(agents_toml(data_dir / "scripted-state"))
+    path.write_text(agents_toml())
     return path

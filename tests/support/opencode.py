@@ -5,9 +5,9 @@
 version and links ``bin/opencode`` there). ``opencode_env()`` builds the whole environment for
 one agent process: an inline config that makes the mock its only provider and model, the
 flags that turn off every network feature (autoupdate, models.dev fetch, share, LSP
-downloads, default plugins), and a private HOME with XDG dirs under it, so nothing is read
-from or written to the real home. Start the agent in an empty directory: it serves (and
-scans) its working directory.
+downloads, default plugins), and a prepared config dir; HOME and the other XDG dirs are the
+sandbox's own, so nothing is read from or written to the real home. The agent starts in
+the session's sandbox: it serves (and scans) its working directory.
 """
 
 from __future__ import annotations
@@ -100,10 +100,15 @@ def _mark_config_deps_installed(config_dir: Path) -> None:
     the dir has a ``node_modules`` folder and a ``package-lock.json`` whose root lists every
     dependency named in ``package.json`` plus ``@opencode-ai/plugin``. The package is only needed
     by local plugins and custom tools written in that dir, and the tests have none, so these
-    three entries are enough to make it skip the install.
+    three entries are enough to make it skip the install (and ``.gitignore``, which it would
+    write otherwise).
     """
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "node_modules").mkdir(exist_ok=True)
+    # opencode writes this file when it is missing: the dir is read-only in a sandbox.
+    ignore = config_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("node_modules\npackage.json\npackage-lock.json\nbun.lock\n.gitignore\n")
     deps = {"@opencode-ai/plugin": OPENCODE_VERSION}
     package = config_dir / "package.json"
     if not package.exists():
@@ -125,35 +130,27 @@ def _mark_config_deps_installed(config_dir: Path) -> None:
 
 
 def opencode_env(
-    home: Path,
+    config_home: Path,
     model_url: str,
     *,
     bash_permission: str = "ask",
     permission: dict[str, Any] | None = None,
     model: str = MODEL,
 ) -> dict[str, str]:
-    """The full environment for ``opencode acp``; HOME and XDG dirs are made under ``home``."""
-    home = Path(home)
-    xdg = {
-        "XDG_CONFIG_HOME": home / ".config",
-        "XDG_DATA_HOME": home / ".local" / "share",
-        "XDG_STATE_HOME": home / ".local" / "state",
-        "XDG_CACHE_HOME": home / ".cache",
-    }
-    for path in (home, *xdg.values()):
-        path.mkdir(parents=True, exist_ok=True)
-    _mark_config_deps_installed(xdg["XDG_CONFIG_HOME"] / "opencode")
+    """The environment for ``opencode acp``. HOME and the other XDG dirs are the sandbox's
+    own (the server sets them); ``XDG_CONFIG_HOME`` is ``config_home``, prepared here so
+    that opencode installs nothing at start — give it to the agent as a ``ro_paths`` entry."""
+    config_home = Path(config_home)
+    _mark_config_deps_installed(config_home / "opencode")
     path_dirs = []
     node = shutil.which("node")
     if node:
         path_dirs.append(str(Path(node).resolve().parent))
     path_dirs += ["/usr/local/bin", "/usr/bin", "/bin"]
     env = {
-        "HOME": str(home),
-        **{k: str(v) for k, v in xdg.items()},
+        "XDG_CONFIG_HOME": str(config_home),
         "PATH": os.pathsep.join(dict.fromkeys(path_dirs)),
         "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
         "OPENCODE_CONFIG_CONTENT": json.dumps(
             opencode_config(
                 model_url, bash_permission=bash_permission, permission=permission, model=model

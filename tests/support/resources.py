@@ -59,6 +59,9 @@ def fill_session(api: Api, sid: str) -> dict[str, str]:
     while turn["status"] in ("queued", "running") and time.monotonic() < deadline:
         turn = api.get(f"{base}/turns/{turn['id']}", params={"wait": 5}).json()["turn"]
     assert turn["status"] == "completed", turn
+    # A sandbox hibernated with something in its HOME (kept for the next restore).
+    api.post(f"{base}/exec", {"command": 'echo state > "$HOME/state"'}, expect=200)
+    api.post(f"{base}/sandbox:hibernate", expect=200)
     return {
         "turn_id": turn["id"],
         "message_id": message.json()["message"]["id"],

@@ -26,8 +26,9 @@ script: one command per line, executed in order.
     update: KIND         send an unusual update (available_commands_update)
     stop: REASON         end the turn with this stop reason
 
-Environment: ``SCRIPTED_LOAD=0`` announces no ``session/load``; ``SCRIPTED_STATE`` is a
-directory where sessions are remembered across processes (for ``session/load``).
+Environment: ``SCRIPTED_LOAD=0`` announces no ``session/load``; sessions are remembered
+across processes (for ``session/load``) under ``$SCRIPTED_STATE/.scripted``, else
+``$HOME/.scripted`` (the sandbox's private HOME).
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ class Scripted(Agent):
         self.client: Client | None = None
         self.prompts: dict[str, int] = {}
         self.cancelled: dict[str, asyncio.Event] = {}
-        state = os.environ.get("SCRIPTED_STATE")
-        self.state = Path(state) if state else None
+        state = os.environ.get("SCRIPTED_STATE") or os.environ.get("HOME")
+        self.state = Path(state) / ".scripted" if state else None
 
     def on_connect(self, conn: Client) -> None:
         self.client = conn

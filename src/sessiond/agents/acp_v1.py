@@ -425,6 +425,7 @@ async def launch(
     handler: ClientHandler,
     stderr_bytes: int,
     max_message_bytes: int,
+    preexec: Callable[[], None] | None = None,
 ) -> Connection:
     """Start the agent and ``initialize`` it. Raises ``AgentFailed`` when it cannot start
     or does not answer ``initialize`` (with its stderr tail in the message)."""
@@ -438,6 +439,7 @@ async def launch(
             cwd=cwd,
             start_new_session=True,
             limit=1024 * 1024,
+            preexec_fn=preexec,
         )
     except OSError as e:
         raise AgentFailed(f"the agent could not start: {argv[0]}: {e.strerror or e}") from None

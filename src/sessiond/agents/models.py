@@ -93,8 +93,9 @@ class AgentOut(BaseModel):
 
 
 class SandboxInfo(BaseModel):
-    mode: Literal["bwrap", "none"]
+    mode: Literal["bwrap", "none"]  # the confinement in force (SESSIOND_SANDBOX=auto picks)
     network: bool
+    reason: str  # why this one: where bwrap is, or why it is not used
 
 
 class AgentList(BaseModel):

@@ -11,15 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sessiond.sandbox.fs import Refused
+
 
 class AgentFailed(Exception):
     """The agent cannot go on: it could not start, exited, or broke the protocol.
     ``str(e)`` says what happened; the runner adds the agent's stderr tail."""
 
 
-class ClientRefused(Exception):
-    """A client method refuses the agent's request (a path outside the sandbox, an
-    unknown terminal): the adapter answers with a JSON-RPC error carrying the message."""
+# A client method refuses the agent's request (a path outside the sandbox, an unknown
+# terminal): the adapter answers with a JSON-RPC error carrying the message. One class
+# with the sandbox's path refusals, so ``fs`` needs no import from here.
+ClientRefused = Refused
 
 
 @dataclass

@@ -62,8 +62,8 @@ async def list_agents(ctx: Ctx, principal: Reader) -> Response:
     info = await ctx.db.read(agents.announced, [a.name for a in configured])
     admin = principal.role == "admin"
     out = [agents.describe(a, info.get(a.name), admin=admin) for a in configured]
-    sandbox = {"mode": "none", "network": True}
-    return Json({"agents": out, "sandbox": sandbox, "error": registry.error})
+    assert ctx.sandboxes is not None
+    return Json({"agents": out, "sandbox": ctx.sandboxes.describe(), "error": registry.error})
 
 
 @router.get("/v1/agents/{name}", response_model=AgentEnvelope)

@@ -16,12 +16,11 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from sessiond.agents import acp_v1, fs, permissions, sandbox, turns
+from sessiond.agents import acp_v1, permissions, turns
 from sessiond.agents.protocol import AgentConnection, AgentFailed, ClientRefused
 from sessiond.agents.registry import AgentConfig, Registry, remember
 from sessiond.agents.stream import AssistantStream
@@ -34,6 +33,9 @@ from sessiond.db.executor import Database, Tx
 from sessiond.errors import SessiondError
 from sessiond.events.bus import EventBus
 from sessiond.events.store import EventFilter
+from sessiond.sandbox import directory as sandbox
+from sessiond.sandbox import fs
+from sessiond.sandbox.manager import Layout, Sandboxes
 from sessiond.sessions import kernel
 from sessiond.settings import Settings
 from sessiond.versions import record
@@ -47,11 +49,12 @@ INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "USER", "LOGNAME", "S
 class Live:
     """One running agent of one session: its connection, directory, ACP session."""
 
-    def __init__(self, runner: Runner, account_id: str, session_id: str, root: Path) -> None:
+    def __init__(self, runner: Runner, account_id: str, session_id: str, layout: Layout) -> None:
         self.runner = runner
         self.account_id = account_id
         self.session_id = session_id
-        self.root = root
+        self.layout = layout
+        self.root = layout.work
         self.conn: AgentConnection | None = None
         self.acp_session: str | None = None
         self.modes: list[dict[str, Any]] | None = None
@@ -121,7 +124,7 @@ class Live:
         limit = self.runner.settings.limits.file_bytes
         if len(data) > limit:
             raise ClientRefused(f"{path}: over the file limit ({len(data)} > {limit} bytes)")
-        await asyncio.to_thread(fs.write, self.root, rel, data)
+        await asyncio.to_thread(fs.write, self.root, rel, data, self.layout.uid)
         self.written.add(rel)
         try:
             await self.runner.db.write(
@@ -176,11 +179,21 @@ class Live:
 
 
 class Runner:
-    def __init__(self, settings: Settings, db: Database, bus: EventBus, registry: Registry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        bus: EventBus,
+        registry: Registry,
+        sandboxes: Sandboxes,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.bus = bus
         self.registry = registry
+        self.sandboxes = sandboxes
+        # A sandbox being hibernated or removed stops its agent first.
+        sandboxes.stoppers.append(self._stop_agent)
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.again: set[str] = set()
         self.live: dict[str, Live] = {}
@@ -260,7 +273,6 @@ class Runner:
                     idle = sid not in self.workers and live.turn_id is None
                     if idle and now - live.last_used > self.settings.agent_idle_seconds:
                         await self.stop_session(sid, remove=False)
-                await self._remove_stale_directories()
                 await self._recover(mine=False)  # turns of instances that died
                 for account_id, session_id in await self.db.read(turns.sessions_with_queued):
                     self.wake(account_id, session_id)
@@ -268,26 +280,6 @@ class Runner:
                 raise
             except Exception:
                 log.exception("agent reaper failed; will retry")
-
-    async def _remove_stale_directories(self) -> None:
-        base = self.settings.sandboxes_dir()
-        if not base.is_dir():
-            return
-        names = [p.name for p in base.iterdir()]
-
-        def active(tx: Tx) -> set[str]:
-            s = t.sessions.c
-            q = (
-                t.sessions.select()
-                .with_only_columns(s.id)
-                .where(s.id.in_(names), s.status == "active")
-            )
-            return set(tx.conn.execute(q).scalars())
-
-        keep = await self.db.read(active) if names else set()
-        for name in names:
-            if name not in keep and name not in self.live:
-                await asyncio.to_thread(sandbox.remove, base / name)
 
     # -- calls from routes --------------------------------------------------------------
 
@@ -322,11 +314,16 @@ class Runner:
 
     async def stop_session(self, session_id: str, *, remove: bool) -> None:
         """Stop the session's agent; ``remove``: its directory too (close, delete)."""
+        if remove:
+            account_id = self.live[session_id].account_id if session_id in self.live else None
+            await self.sandboxes.discard(session_id, account_id)  # stops the agent first
+        else:
+            await self._stop_agent(session_id)
+
+    async def _stop_agent(self, session_id: str) -> None:
         live = self.live.pop(session_id, None)
         if live is not None:
             await live.stop()
-        if remove:
-            await asyncio.to_thread(sandbox.remove, self.settings.sandboxes_dir() / session_id)
 
     # -- the worker ---------------------------------------------------------------------
 
@@ -368,13 +365,16 @@ class Runner:
         stream = AssistantStream(
             self.db, limits, session, assistant["id"], flush_ms=self.settings.stream_flush_ms
         )
+        # The sandbox stays in use (never hibernated) until the turn is saved.
+        in_use = contextlib.AsyncExitStack()
         try:
             agent = self.registry.get(session["agent"] or "")
             if agent is None:
                 raise AgentFailed(f"agent {session['agent']!r} is not configured on this server")
+            layout = await in_use.enter_async_context(self.sandboxes.use(account_id, session_id))
             try:
                 async with asyncio.timeout(self.settings.agent_start_timeout_seconds):
-                    live = await self._live(session, agent)
+                    live = await self._live(session, agent, layout)
             except TimeoutError:
                 live = self.live.get(session_id)
                 limit = self.settings.agent_start_timeout_seconds
@@ -411,7 +411,10 @@ class Runner:
                 "totalTokens": int((usage or {}).get("totalTokens") or 0),
                 "costUsd": stream.cost_usd or 0.0,
             }
-        changed, skipped, checkpoint_id = await self._save(account_id, session_id, live)
+        try:
+            changed, skipped, checkpoint_id = await self._save(account_id, session_id, live)
+        finally:
+            await in_use.aclose()
         asked = live.asked if live is not None else []
         await self.db.write(
             turns.finish,
@@ -476,8 +479,8 @@ class Runner:
                 with contextlib.suppress(BaseException):
                     await prompt
 
-    async def _live(self, session: dict[str, Any], agent: AgentConfig) -> Live:
-        """The session's running agent, started (and its directory written) if needed."""
+    async def _live(self, session: dict[str, Any], agent: AgentConfig, layout: Layout) -> Live:
+        """The session's running agent, started in its sandbox if needed."""
         sid = session["id"]
         live = self.live.get(sid)
         if live is not None and live.conn is not None and live.conn.alive() and live.agent == agent:
@@ -487,27 +490,30 @@ class Runner:
         exe = agent.resolved_command()
         if exe is None:
             raise AgentFailed(f"the agent's command was not found: {agent.command[0]}")
-        root = self.settings.sandboxes_dir() / sid
-        entries = await self.db.read(sandbox.manifest, session["account_id"], sid)
-        data = await self.db.read(
-            sandbox.contents, session["account_id"], [e[1] for e in entries.values()]
-        )
-        await asyncio.to_thread(sandbox.materialize, root, entries, data)
-        live = Live(self, session["account_id"], sid, root)
+        root = layout.work
+        live = Live(self, session["account_id"], sid, layout)
         live.agent = agent
-        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ} | agent.env
+        env = (
+            {k: os.environ[k] for k in INHERITED_ENV if k in os.environ} | layout.env() | agent.env
+        )
         limits = self.settings.limits
+        readable = self.sandboxes.agent_paths(exe, agent.command[0], agent.ro_paths)
         live.terminals = Terminals(
-            root, env, limits.terminal_output_bytes, limits.terminal_timeout_seconds
+            self.sandboxes,
+            layout,
+            env,
+            limits.terminal_output_bytes,
+            limits.terminal_timeout_seconds,
         )
         self.live[sid] = live
         live.conn = await acp_v1.launch(
-            [exe, *agent.command[1:]],
+            self.sandboxes.command(layout, [exe, *agent.command[1:]], readable=readable),
             env=env,
             cwd=str(root),
             handler=live,
             stderr_bytes=limits.agent_stderr_bytes,
             max_message_bytes=2 * limits.file_bytes + 1024 * 1024,
+            preexec=self.sandboxes.confinement.preexec(),
         )
         started = None
         stored = session.get("acp_session_id")
@@ -581,16 +587,12 @@ class Runner:
         self, account_id: str, session_id: str, live: Live | None
     ) -> tuple[list[str], list[dict[str, str]], str | None]:
         """The directory saved into the working tree, then a checkpoint."""
-        root = self.settings.sandboxes_dir() / session_id
         changed: list[str] = sorted(live.written) if live is not None else []
         skipped: list[dict[str, str]] = []
         try:
-            if root.is_dir():
-                base = await self.db.read(sandbox.manifest, account_id, session_id)
-                found = await asyncio.to_thread(sandbox.scan, root, base, self.settings.limits)
-                saved = await self.db.write(sandbox.save, account_id, session_id, found)
-                changed = sorted(set(changed) | set(saved))
-                skipped = found.skipped
+            synced = await self.sandboxes.sync(account_id, session_id, "agent")
+            changed = sorted(set(changed) | set(synced.changed))
+            skipped = synced.skipped
             checkpoint = await self.db.write(_checkpoint, account_id, session_id)
         except SessiondError as e:
             log.warning("turn end of %s: not saved: %s", session_id, e)

@@ -1,8 +1,9 @@
 """``terminal/*``: commands an agent runs in its sandbox directory.
 
-Each terminal is a process in its own process group, started in the directory (or a
-``cwd`` inside it), with a timeout after which the group is killed, and an output cap:
-stdout and stderr together, the last ``limit`` bytes kept (ACP truncates from the start).
+Each terminal is a process in its own process group, confined like ``exec`` and started
+in the directory (or a ``cwd`` inside it), with a timeout after which the group is killed,
+and an output cap: stdout and stderr together, the last ``limit`` bytes kept (ACP
+truncates from the start).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import contextlib
 import os
 import signal
 import uuid
-from pathlib import Path
 from typing import Any
 
-from sessiond.agents import fs
 from sessiond.agents.processes import close_transport
 from sessiond.agents.protocol import ClientRefused
+from sessiond.errors import InvalidPath
+from sessiond.sandbox.exec import working_dir
+from sessiond.sandbox.manager import Layout, Sandboxes
 
 
 class Terminal:
@@ -69,8 +71,17 @@ class Terminal:
 class Terminals:
     """The terminals of one agent connection."""
 
-    def __init__(self, root: Path, env: dict[str, str], limit: int, timeout: float) -> None:
-        self.root = root
+    def __init__(
+        self,
+        sandboxes: Sandboxes,
+        layout: Layout,
+        env: dict[str, str],
+        limit: int,
+        timeout: float,
+    ) -> None:
+        self.sandboxes = sandboxes
+        self.layout = layout
+        self.root = layout.work
         self.env = env
         self.limit = limit
         self.timeout = timeout
@@ -90,22 +101,22 @@ class Terminals:
         cwd: str | None,
         output_byte_limit: int | None,
     ) -> str:
-        directory = self.root
-        if cwd is not None and os.path.normpath(cwd) != os.path.normpath(self.root):
-            directory = self.root / fs.relative(self.root, cwd)
-            if not directory.is_dir() or directory.is_symlink():
-                raise ClientRefused(f"{cwd}: not a directory in the session's directory")
+        try:
+            directory = working_dir(self.root, cwd)
+        except InvalidPath as e:
+            raise ClientRefused(e.message) from None
         limit = min(output_byte_limit or self.limit, self.limit)
+        argv = self.sandboxes.command(self.layout, [command, *args], readable=[], cwd=directory)
         try:
             process = await asyncio.create_subprocess_exec(
-                command,
-                *args,
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 cwd=directory,
                 env={**self.env, **env},
                 start_new_session=True,
+                preexec_fn=self.sandboxes.confinement.preexec(),
             )
         except OSError as e:
             raise ClientRefused(f"{command}: {e.strerror or e}") from None

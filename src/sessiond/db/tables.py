@@ -104,12 +104,19 @@ sessions = sa.Table(
     sa.Column("usage", sa.JSON, nullable=True),
     sa.Column("acp_session_id", sa.Text, nullable=True),
     sa.Column("permission_rules", sa.JSON, nullable=True),
+    # Sandboxes (docs/design/sandbox.md): ``sandbox`` holds {state, lastUsedAt}; the
+    # instance whose disk has the directory; when the sweeper hibernates it; the
+    # session's hibernateAfterSeconds (null = never).
+    sa.Column("sandbox_host", sa.String(200), nullable=True),
+    sa.Column("sandbox_due", Ms, nullable=True),
+    sa.Column("hibernate_after_seconds", sa.BigInteger, nullable=True),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),
     sa.Index(None, "account_id", "parent_id"),
     sa.Index(None, "status", "expires_at"),
     sa.Index(None, "summary_due"),
+    sa.Index(None, "sandbox_due"),
 )
 
 # One row per (session, tag): makes "all of these tags" an indexed filter on both dialects.
@@ -372,4 +379,15 @@ agent_info = sa.Table(
     sa.Column("modes", sa.JSON, nullable=True),
     sa.Column("capabilities", sa.JSON, nullable=True),
     sa.Column("updated_at", Ms, nullable=False),
+)
+
+# A hibernated sandbox's HOME (the agent's own state: opencode keeps its sessions there),
+# as a gzipped tar, so that the agent can resume with session/load after a restore.
+sandbox_homes = sa.Table(
+    "sandbox_homes",
+    metadata,
+    sa.Column("session_id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
 )

@@ -308,6 +308,15 @@ def touch(tx: Tx, row: dict[str, Any], *, conversation: Any = None, message_coun
     )
 
 
+def sandbox_due(sandbox: dict[str, Any], hibernate_after: int | None) -> int | None:
+    """When an active sandbox hibernates: its last use plus ``hibernate_after`` seconds
+    (None when it is not active or never hibernates)."""
+    used = sandbox.get("lastUsedAt")
+    if sandbox.get("state") != "active" or hibernate_after is None or used is None:
+        return None
+    return int(used) + hibernate_after * 1000
+
+
 def emit(tx: Tx, row: dict[str, Any], type: str, data: Any, *, activity: bool = False) -> None:
     """Write an event of this session's stream (its account, id and workspace), in the
     caller's transaction; it is published after commit. ``activity``: the write counts as

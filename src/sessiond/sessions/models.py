@@ -7,7 +7,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from sessiond.models import CHAR, NON_SPACE, PATH_SCHEMA, ApiModel, Declared, NotNull
-from sessiond.sessions.validation import MAX_TTL_SECONDS, NAME_FIELDS_MAX
+from sessiond.sessions.validation import (
+    DEFAULT_HIBERNATE_AFTER,
+    MAX_HIBERNATE_AFTER,
+    MAX_TTL_SECONDS,
+    NAME_FIELDS_MAX,
+)
 from sessiond.settings import Limits
 
 Status = Literal["active", "completed", "failed", "closed", "expired", "archived"]
@@ -31,6 +36,7 @@ Tag = Annotated[
 ]
 Name = Annotated[StrictStr, Declared(maxLength=NAME_FIELDS_MAX)]
 Ttl = Annotated[StrictInt, Declared(minimum=1, maximum=MAX_TTL_SECONDS)]
+HibernateAfter = Annotated[StrictInt, Declared(minimum=1, maximum=MAX_HIBERNATE_AFTER)]
 JsonObject = Annotated[Any, Declared(type="object")]
 # ``source`` on create (checked by ``versions.sources.check``).
 SOURCES = [
@@ -73,6 +79,8 @@ class SessionCreate(ApiModel):
     mode: Name | None = None
     # who decides an agent's permission requests; null: the agent's configured default
     permissions: Annotated[StrictStr, Declared(enum=list(POLICIES))] | None = None
+    # idle seconds before the sandbox hibernates; null = never
+    hibernate_after_seconds: HibernateAfter | None = DEFAULT_HIBERNATE_AFTER
     source: Annotated[dict[str, Any], Declared(oneOf=SOURCES)] | None = None
 
 
@@ -87,6 +95,7 @@ class SessionPatch(ApiModel):
     mode: Name | None = None
     # who decides an agent's permission requests; null: the agent's configured default
     permissions: Annotated[StrictStr, Declared(enum=list(POLICIES))] | None = None
+    hibernate_after_seconds: HibernateAfter | None = None
     expected_version: StrictInt | None = None
 
 

@@ -16,9 +16,11 @@ class WorkspaceState(BaseModel):
 
 
 class SandboxState(BaseModel):
+    # null | provisioning | active | hibernating | hibernated | restoring | failed
     state: str | None
-    expiresAt: str | None
+    expiresAt: str | None  # when it hibernates if unused until then
     hibernateAfter: int | None
+    lastUsedAt: str | None
     snapshot: str | None
 
 
@@ -48,6 +50,7 @@ class SessionOut(BaseModel):
     model: str | None
     mode: str | None
     permissions: str | None  # ask | allow-reads | allow-all; null = the agent's default
+    hibernateAfterSeconds: int | None  # idle seconds before the sandbox hibernates
     usage: UsageOut  # sums over the session's ended turns
     ttlSeconds: int | None
     expiresAt: str | None

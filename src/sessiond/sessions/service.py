@@ -31,7 +31,7 @@ from sessiond.workspaces import service as workspaces
 
 # No message yet (the path format: conversation/path.py, ``empty()``).
 EMPTY_CONVERSATION: dict[str, Any] = {"head": None, "next": 1, "segments": []}
-EMPTY_SANDBOX = {"state": None, "expiresAt": None, "hibernateAfter": None, "snapshot": None}
+EMPTY_SANDBOX: dict[str, Any] = {"state": None, "lastUsedAt": None}
 
 # Fields whose change bumps lifecycleVersion (API.md, Conventions).
 VERSIONED_FIELDS = frozenset(
@@ -46,11 +46,16 @@ VERSIONED_FIELDS = frozenset(
         "model",
         "mode",
         "permissions",
+        "hibernate_after_seconds",
     }
 )
 # Fields a PATCH may change on a session that is not active (organising it stays possible).
 ALWAYS_PATCHABLE = frozenset({"title", "tags", "metadata", "status"})
-CAMEL = {"ttl_seconds": "ttlSeconds", "expires_at": "expiresAt"}
+CAMEL = {
+    "ttl_seconds": "ttlSeconds",
+    "expires_at": "expiresAt",
+    "hibernate_after_seconds": "hibernateAfterSeconds",
+}
 # Rows that belong to one session and go with it (messages go through their refs).
 SESSION_OWNED = (
     t.session_tags,
@@ -62,6 +67,7 @@ SESSION_OWNED = (
     t.checkpoints,
     t.commits,
     t.turns,
+    t.sandbox_homes,
 )
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
@@ -118,6 +124,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
     v.check_json_object(limits, "metadata", body.metadata)
     v.check_json_object(limits, "context", body.context)
     v.check_ttl(body.ttl_seconds)
+    v.check_hibernate_after(body.hibernate_after_seconds)
     for name in ("agent", "model", "mode"):
         v.check_name(name, getattr(body, name))
     workspaces.require(tx, account_id, body.workspace_id)
@@ -150,6 +157,9 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "workspace": figures.workspace(),
         "repo": None,
         "sandbox": dict(EMPTY_SANDBOX),
+        "sandbox_host": None,
+        "sandbox_due": None,
+        "hibernate_after_seconds": body.hibernate_after_seconds,
         "lifecycle_version": 1,
         "created_at": now,
         "updated_at": now,
@@ -200,6 +210,9 @@ def update(
             changes[name] = getattr(patch, name)
     if "permissions" in given:
         changes["permissions"] = _policy(patch.permissions)
+    if "hibernate_after_seconds" in given:
+        v.check_hibernate_after(patch.hibernate_after_seconds)
+        changes["hibernate_after_seconds"] = patch.hibernate_after_seconds
     if "ttl_seconds" in given:
         v.check_ttl(patch.ttl_seconds)
 
@@ -221,6 +234,10 @@ def update(
     needs_active = {k for k in given if k not in ALWAYS_PATCHABLE}
     if needs_active and status_after != "active":
         raise kernel.not_active(row, status_after)
+    if "hibernate_after_seconds" in changes:
+        changes["sandbox_due"] = kernel.sandbox_due(
+            row["sandbox"], changes["hibernate_after_seconds"]
+        )
 
     changed = _apply(tx, row, changes)
     if "status" in changed:

@@ -10,6 +10,8 @@ from sessiond.settings import Limits
 
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 NAME_FIELDS_MAX = 200
+DEFAULT_HIBERNATE_AFTER = 300  # a new session's hibernateAfterSeconds (API.md)
+MAX_HIBERNATE_AFTER = 365 * 24 * 3600
 
 
 def json_size(value: Any) -> int:
@@ -54,6 +56,14 @@ def check_json_object(limits: Limits, field: str, value: Any) -> dict[str, Any]:
 def check_ttl(ttl: int | None) -> None:
     if ttl is not None and not 1 <= ttl <= MAX_TTL_SECONDS:
         raise invalid("ttlSeconds", f"must be between 1 and {MAX_TTL_SECONDS} seconds, or null")
+
+
+def check_hibernate_after(value: int | None) -> None:
+    if value is not None and not 1 <= value <= MAX_HIBERNATE_AFTER:
+        raise invalid(
+            "hibernateAfterSeconds",
+            f"must be between 1 and {MAX_HIBERNATE_AFTER} seconds, or null (never)",
+        )
 
 
 def check_name(field: str, value: str | None) -> None:

@@ -16,45 +16,57 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from sessiond.agents.protocol import ClientRefused
 from sessiond.files import paths
 
 
+class Refused(Exception):
+    """A path (or a request about one) refused: outside the directory, a symlink, not a
+    file. The message says why; nothing was read or written."""
+
+
 def relative(root: Path, path: str) -> str:
-    """The workspace path of ``path`` (ClientRefused when it is outside ``root`` or breaks
+    """The workspace path of ``path`` (Refused when it is outside ``root`` or breaks
     the path rules)."""
     if "\x00" in path:
-        raise ClientRefused("a path must not contain NUL")
+        raise Refused("a path must not contain NUL")
     absolute = os.path.normpath(path if os.path.isabs(path) else os.path.join(root, path))
     base = os.path.normpath(root)
     if absolute == base:
-        raise ClientRefused(f"{path}: a directory, not a file")
+        raise Refused(f"{path}: a directory, not a file")
     if os.path.commonpath([absolute, base]) != base:
-        raise ClientRefused(f"{path}: outside the session's directory {base}")
+        raise Refused(f"{path}: outside the session's directory {base}")
     rel = os.path.relpath(absolute, base).replace(os.sep, "/")
     reason = paths.entry_reason(rel, 0o100644, bytes)
     if reason is not None:
-        raise ClientRefused(f"{path}: {reason}")
+        raise Refused(f"{path}: {reason}")
     return rel
 
 
 @contextlib.contextmanager
-def _parent(root: Path, rel: str, *, create: bool) -> Iterator[tuple[int, str]]:
-    """``(fd of the directory holding rel, its last name)``, walking with O_NOFOLLOW."""
+def _parent(
+    root: Path, rel: str, *, create: bool, uid: int | None = None
+) -> Iterator[tuple[int, str]]:
+    """``(fd of the directory holding rel, its last name)``, walking with O_NOFOLLOW;
+    directories it creates are owned by ``uid`` when given."""
     names = rel.split("/")
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for name in names[:-1]:
             if create:
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                else:
+                    if uid is not None:
+                        os.chown(name, uid, uid, dir_fd=fd, follow_symlinks=False)
             try:
                 nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             except FileNotFoundError:
-                raise ClientRefused(f"{rel}: no such file") from None
+                raise Refused(f"{rel}: no such file") from None
             except OSError as e:
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise ClientRefused(
+                    raise Refused(
                         f"{rel}: {name} is a symlink or a file, not a directory"
                     ) from None
                 raise
@@ -70,31 +82,34 @@ def read(root: Path, rel: str, max_bytes: int) -> bytes:
         try:
             f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
         except FileNotFoundError:
-            raise ClientRefused(f"{rel}: no such file") from None
+            raise Refused(f"{rel}: no such file") from None
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise ClientRefused(f"{rel}: a symlink (not followed)") from None
-            raise ClientRefused(f"{rel}: {e.strerror}") from None
+                raise Refused(f"{rel}: a symlink (not followed)") from None
+            raise Refused(f"{rel}: {e.strerror}") from None
         with os.fdopen(f, "rb") as stream:
             if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                raise ClientRefused(f"{rel}: not a regular file")
+                raise Refused(f"{rel}: not a regular file")
             data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ClientRefused(f"{rel}: over the file limit ({max_bytes} bytes)")
+        raise Refused(f"{rel}: over the file limit ({max_bytes} bytes)")
     return data
 
 
-def write(root: Path, rel: str, data: bytes) -> None:
-    with _parent(root, rel, create=True) as (fd, name):
+def write(root: Path, rel: str, data: bytes, uid: int | None = None) -> None:
+    """Write ``rel`` below ``root`` (never through a symlink), owned by ``uid`` if given."""
+    with _parent(root, rel, create=True, uid=uid) as (fd, name):
         try:
             f = os.open(
                 name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd
             )
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise ClientRefused(f"{rel}: a symlink (not followed)") from None
-            raise ClientRefused(f"{rel}: {e.strerror}") from None
+                raise Refused(f"{rel}: a symlink (not followed)") from None
+            raise Refused(f"{rel}: {e.strerror}") from None
         with os.fdopen(f, "wb") as stream:
+            if uid is not None:
+                os.fchown(stream.fileno(), uid, uid)
             stream.write(data)
 
 

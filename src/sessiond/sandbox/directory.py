@@ -1,6 +1,6 @@
 """A session's sandbox directory: written from the working tree, read back into it.
 
-The directory is ``<data-dir>/sandboxes/<session id>``. ``manifest`` + ``materialize``
+The directory is a sandbox's ``work/`` (``sandbox.layout``). ``manifest`` + ``materialize``
 write the working tree into it; ``scan`` reads it back (in a worker thread: no database),
 and ``save`` (one transaction) writes every difference into the working tree with
 ``files.changed`` (``reason: "agent"``). What may not be saved is reported in
@@ -81,37 +81,54 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def write_entry(root: Path, path: str, mode: int, data: bytes) -> None:
+def write_entry(root: Path, path: str, mode: int, data: bytes, uid: int | None = None) -> None:
     """Write one working-tree entry into the directory (parents made; whatever was at the
-    path replaced). ``path`` follows the path rules: it stays below ``root``."""
+    path replaced), owned by ``uid`` when given (the sandbox's own uid). ``path`` follows
+    the path rules: it stays below ``root``."""
     target = root / path
     parent = target.parent
     # A parent that is a file or a symlink is replaced by a directory (the tree says so).
+    missing = []
     for up in reversed([parent, *parent.parents]):
         if up == root or root not in up.parents:
             continue
         if up.is_symlink() or (up.exists() and not up.is_dir()):
             up.unlink()
-    parent.mkdir(parents=True, exist_ok=True)
+        if not up.exists():
+            missing.append(up)
+    for folder in missing:
+        folder.mkdir()
+        _own(folder, uid)
     if target.is_symlink() or target.exists():
         _remove(target)
     if mode == trees.SYMLINK:
         os.symlink(data, target)
+        _own(target, uid)
         return
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+        if uid is not None:
+            os.fchown(f.fileno(), uid, uid)
     if mode == trees.EXECUTABLE:
         os.chmod(target, 0o755)
 
 
-def materialize(root: Path, entries: Manifest, data: dict[str, bytes]) -> None:
-    """Make ``root`` hold exactly ``entries`` (a fresh directory)."""
+def _own(path: Path, uid: int | None) -> None:
+    if uid is not None:
+        os.lchown(path, uid, uid)
+
+
+def materialize(
+    root: Path, entries: Manifest, data: dict[str, bytes], uid: int | None = None
+) -> None:
+    """Make ``root`` hold exactly ``entries`` (a fresh directory), owned by ``uid``."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
+    _own(root, uid)
     for path, (mode, sha) in sorted(entries.items()):
-        write_entry(root, path, mode, data[sha])
+        write_entry(root, path, mode, data[sha], uid)
 
 
 def remove_entry(root: Path, path: str) -> None:
@@ -192,7 +209,7 @@ def scan(root: Path, base: Manifest, limits: Limits) -> Scan:
     return out
 
 
-def save(tx: Tx, account_id: str, session_id: str, found: Scan) -> list[str]:
+def save(tx: Tx, account_id: str, session_id: str, found: Scan, reason: str = "agent") -> list[str]:
     """Write what ``scan`` found into the working tree (one transaction): changed and new
     entries, and deletions of what the directory no longer has. A path changed in the
     working tree since ``found.base`` was read (an API write) is not deleted. Returns the
@@ -223,7 +240,7 @@ def save(tx: Tx, account_id: str, session_id: str, found: Scan) -> list[str]:
     if not changes:
         return []
     blobs = [found.blobs[e[1]] for e in changes.values() if e is not None and e[1] in found.blobs]
-    files.write_changes(tx, row, store, changes, blobs, reason="agent")
+    files.write_changes(tx, row, store, changes, blobs, reason=reason)
     return sorted(changes)
 
 
