@@ -208,12 +208,17 @@ def _overlaps(path: str, other: str) -> bool:
 
 def install_prefixes(executable: str, given: str) -> list[Path]:
     """Where an agent's program lives: the prefix of the command as given and of its
-    resolved file (``/x/venv/bin/python`` → ``/x/venv``; ``/opt/a/bin/a`` → ``/opt/a``)."""
+    resolved file (``/x/venv/bin/python`` → ``/x/venv``; ``/opt/a/bin/a`` → ``/opt/a``),
+    and the outermost ``node_modules`` above either (an npm-installed agent)."""
     out = []
     for path in {os.path.abspath(given if os.sep in given else executable), executable}:
         for candidate in (path, os.path.realpath(path)):
             folder = Path(candidate).parent
-            out.append(folder.parent if folder.name == "bin" else folder)
+            out.append(folder.parent if folder.name in ("bin", ".bin") else folder)
+            # A program of an npm package needs the whole node_modules it sits in.
+            modules = [p for p in folder.parents if p.name == "node_modules"]
+            if modules:
+                out.append(modules[-1])
     return out
 
 
