@@ -77,6 +77,19 @@ class SessionBusy(Conflict):
     code = "session_busy"
 
 
+class PushRejected(Conflict):
+    """The remote (or our fast-forward check) refused a push; the commit stays."""
+
+    code = "push_rejected"
+
+
+class UpstreamError(SessiondError):
+    """A remote (git) could not be reached or failed."""
+
+    status = 502
+    code = "upstream_error"
+
+
 class PreconditionFailed(SessiondError):
     status, code = 412, "precondition_failed"
 

@@ -135,6 +135,13 @@ class Settings(BaseModel):
     # How often the sandbox sweeper looks for sandboxes to hibernate and leftovers.
     sandbox_sweep_seconds: float = Field(default=10.0, gt=0)
 
+    # Git sources and push (docs/git.md). A git-credential-store file for remotes; the
+    # folders file:// URLs may name (none: file:// refused); fetch and network bounds.
+    git_credentials: Path | None = None
+    git_file_roots: list[Path] = Field(default_factory=list)
+    git_fetch_bytes: int = Field(default=512 * 1024**2, ge=1)
+    git_timeout_seconds: float = Field(default=120.0, gt=0)
+
     access_log: bool = True
     log_level: str = "info"
 

@@ -27,10 +27,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         403: "forbidden",
         404: "not_found",
         409: "invalid_transition, session_not_active, version_conflict, merge_conflict, "
-        "already_exists, conflict, no_agent, session_busy",
+        "already_exists, conflict, no_agent, session_busy, push_rejected",
         412: "precondition_failed",
         413: "payload_too_large",
         415: "unsupported_media_type",
         422: "validation_error, invalid_path, idempotency_mismatch",
+        502: "upstream_error",
     }.items()
 }

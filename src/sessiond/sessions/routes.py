@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
 from sessiond.agents.routes import check_agent
+from sessiond.context import AppContext
 from sessiond.conversation import messages
 from sessiond.conversation.schemas import SessionWithMessages
 from sessiond.db.executor import Tx
-from sessiond.errors import invalid
+from sessiond.errors import UpstreamError, invalid
+from sessiond.files import remote
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
 from sessiond.http.respond import Json, created, page, with_etag
 from sessiond.http.routing import StrictRoute
@@ -34,6 +37,26 @@ router = APIRouter(
 )
 
 
+async def fetch_source(ctx: AppContext, git: dict[str, Any]) -> remote.Fetched:
+    """Fetch a git source (in a worker thread: network) and check its tree; 422 for a
+    bad URL, ref or tree, 502 ``upstream_error`` when the remote fails."""
+    settings = ctx.settings
+    url = remote.check_url(git["url"], settings.git_file_roots)
+    try:
+        fetched = await asyncio.to_thread(
+            remote.fetch,
+            url,
+            git.get("ref"),
+            store=settings.git_credentials,
+            timeout=settings.git_timeout_seconds,
+            max_bytes=settings.git_fetch_bytes,
+        )
+    except remote.RemoteError as e:
+        raise UpstreamError(f"fetching {url} failed: {e}") from None
+    await asyncio.to_thread(sources.check_fetched, fetched)
+    return fetched
+
+
 @router.post("", status_code=201, response_model=SessionEnvelope)
 async def create_session(
     request: Request, ctx: Ctx, principal: Writer, body: SessionCreate | None = None
@@ -44,11 +67,14 @@ async def create_session(
 
     sources.check(spec.source)
     check_agent(ctx, spec.agent)
+    fetched = None
+    if spec.source is not None and "git" in spec.source:
+        fetched = await fetch_source(ctx, spec.source["git"])
 
     def create(tx: Tx) -> tuple[int, Any]:
         row = sessions.create(tx, limits, principal.account_id, spec)
         if spec.source is not None:
-            sources.apply(tx, limits, principal.account_id, row, spec.source)
+            sources.apply(tx, limits, principal.account_id, row, spec.source, fetched)
         return 201, {"session": render_session(row, tx.now)}
 
     return await created(request, ctx, principal, create)

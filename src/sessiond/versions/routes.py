@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
+from sessiond.context import AppContext
 from sessiond.db.executor import Tx
-from sessiond.files import commits, environment
+from sessiond.errors import PushRejected, UpstreamError
+from sessiond.files import commits, environment, remote
 from sessiond.files import merge as merges
 from sessiond.files.commits import Author
 from sessiond.http.deps import Ctx, IfMatch, Reader, Writer
@@ -20,7 +24,7 @@ from sessiond.pagination import Limit
 from sessiond.sessions.models import JsonObject, Tag, Title
 from sessiond.sessions.render import render_session
 from sessiond.sessions.schemas import SessionEnvelope
-from sessiond.versions import checkpoints
+from sessiond.versions import checkpoints, push
 from sessiond.versions.fork import fork
 from sessiond.versions.schemas import (
     CommitEnvelope,
@@ -29,6 +33,7 @@ from sessiond.versions.schemas import (
     EnvironmentSpecEnvelope,
     GeneratedSpec,
     MergeEnvelope,
+    PushEnvelope,
 )
 
 router = APIRouter(
@@ -241,6 +246,38 @@ class CommitBody(ApiModel):
         | None
     ) = None
     author: Author | None = None
+    # push the commit to session.repo (to ``branch``, else the last one, else
+    # sessiond/<session id>)
+    push: StrictBool = False
+    branch: Annotated[StrictStr, Declared(minLength=1, maxLength=200)] | None = None
+
+
+class PushBody(ApiModel):
+    branch: Annotated[StrictStr, Declared(minLength=1, maxLength=200)] | None = None
+
+
+async def _push(ctx: AppContext, account_id: str, session_id: str, branch: str | None) -> Any:
+    """Push the session's last commit; 409 ``push_rejected``, 502 ``upstream_error``."""
+    if branch is not None:
+        remote.check_branch(branch)
+    repo, head, history = await ctx.db.read(push.prepare, account_id, session_id)
+    target = branch or push.default_branch(session_id, repo)
+    settings = ctx.settings
+    try:
+        pushed = await asyncio.to_thread(
+            remote.push,
+            repo["url"],
+            history,
+            head,
+            target,
+            store=settings.git_credentials,
+            timeout=settings.git_timeout_seconds,
+        )
+    except remote.PushRefused as e:
+        raise PushRejected(f"{e} (the commit stays in the session; push again)") from None
+    except remote.RemoteError as e:
+        raise UpstreamError(f"pushing to {repo['url']} failed: {e}") from None
+    return await ctx.db.write(push.record, account_id, session_id, pushed)
 
 
 @router.post("/generateCommitSummary", response_model=CommitSummary)
@@ -259,8 +296,11 @@ async def commit(
     if_match: IfMatch,
     body: CommitBody | None = None,
 ) -> Response:
-    """Commit the working tree on the session's branch (no message → generated)."""
+    """Commit the working tree on the session's branch (no message → generated);
+    ``push: true`` then pushes it to the session's repository."""
     spec = body or CommitBody()
+    if spec.branch is not None:
+        remote.check_branch(spec.branch)
 
     def create(tx: Tx) -> tuple[int, Any]:
         out = commits.create(
@@ -273,7 +313,22 @@ async def commit(
         )
         return 201, {"commit": out}
 
-    return await created(request, ctx, principal, create)
+    response = await created(request, ctx, principal, create)
+    if not spec.push:
+        return response
+    pushed = await _push(ctx, principal.account_id, session_id, spec.branch)
+    out = json.loads(bytes(response.body))
+    return Json({**out, "push": pushed}, status_code=201)
+
+
+@router.post("/push", response_model=PushEnvelope)
+async def push_commit(
+    session_id: str, ctx: Ctx, principal: Writer, body: PushBody | None = None
+) -> Response:
+    """Push the session's last commit to its repository again (after a rejection, or
+    to another branch)."""
+    spec = body or PushBody()
+    return Json({"push": await _push(ctx, principal.account_id, session_id, spec.branch)})
 
 
 @router.get("/commits", response_model=CommitList)

@@ -22,8 +22,19 @@ class CommitOut(BaseModel):
     createdAt: str
 
 
+class PushOut(BaseModel):
+    branch: str
+    commit: str
+    remote: str
+
+
 class CommitEnvelope(BaseModel):
     commit: CommitOut
+    push: PushOut | None = None  # with ``push: true``
+
+
+class PushEnvelope(BaseModel):
+    push: PushOut
 
 
 class CommitList(BaseModel):
