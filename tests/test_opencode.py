@@ -210,3 +210,58 @@ def test_a_second_turn_after_a_restart_continues_the_session(
         assert _assistant_texts(api, sid)[-1] == "It was PINEAPPLE."
         later = json.dumps(model.chat_requests[before:])
         assert "PINEAPPLE" in later  # session/load gave opencode its history back
+
+
+def test_a_client_speaking_only_acp_gets_a_turn_with_a_permission_round_trip(
+    oc_settings: Settings, model: MockModel
+) -> None:
+    """``/api/acp`` with the real opencode behind it: the client sends ACP methods, reads
+    ACP notifications, and answers opencode's permission request — all checked against
+    the ACP SDK's schema models."""
+    import threading
+
+    from acp import schema
+
+    from tests.support.acp_http import AcpHttp
+
+    model.enqueue(
+        mock_model.tool_call("bash", {"command": "echo acp > acp.txt", "description": "make"}),
+        mock_model.text("Done over ACP."),
+    )
+    with _client(oc_settings) as client:
+        api = _api(client)
+        acp = AcpHttp(client, api.key)
+        new = schema.NewSessionResponse.model_validate(
+            acp.result("session/new", {"cwd": "/x", "mcpServers": [], "provider": "opencode"})
+        )
+        stream = acp.stream(new.session_id)
+        out: dict[str, Any] = {}
+        prompt = {"sessionId": new.session_id, "prompt": [{"type": "text", "text": "Make it"}]}
+        thread = threading.Thread(
+            target=lambda: out.update(r=acp.call("session/prompt", prompt)), daemon=True
+        )
+        thread.start()
+        seen = stream.until(lambda m: m.get("method") == "session/request_permission", 90)
+        ask = seen[-1][1]
+        request = schema.RequestPermissionRequest.model_validate(ask["params"])
+        allow = next(o for o in request.options if o.kind == "allow_once")
+        answer = schema.RequestPermissionResponse(
+            outcome=schema.AllowedOutcome(outcome="selected", option_id=allow.option_id)
+        )
+        acp.post({"jsonrpc": "2.0", "id": ask["id"], "result": answer.model_dump(by_alias=True)})
+        thread.join(timeout=90)
+        assert schema.PromptResponse.model_validate(out["r"]["result"]).stop_reason == "end_turn"
+        rest = stream.until(
+            lambda m: "Done over ACP" in str(m.get("params", {}).get("update", {})), 30
+        )
+        stream.close()
+        for _, m in seen + rest:
+            if m.get("method") == "session/update":
+                schema.SessionNotification.model_validate(m["params"])
+        kinds = [
+            m["params"]["update"]["sessionUpdate"]
+            for _, m in seen + rest
+            if "params" in m and m.get("method") == "session/update"
+        ]
+        assert "tool_call" in kinds and "agent_message_chunk" in kinds
+        assert api.get(f"/v1/sessions/{new.session_id}/files/acp.txt").content == b"acp\n"

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from fastapi import FastAPI
 
+from sessiond.acp.routes import router as acp_router
 from sessiond.agents.registry import Registry
 from sessiond.agents.routes import router as agents_router
 from sessiond.agents.runner import Runner
@@ -211,6 +212,7 @@ def create_app(
         events_router,
         agents_router,
         sandbox_router,
+        acp_router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -77,7 +77,7 @@ def _after(value: str | None, field: str) -> int:
     return int(value)
 
 
-def _resume_point(request: Request, after: str | None) -> int | None:
+def resume_point(request: Request, after: str | None) -> int | None:
     """The id to resume after, or None for "live only, from now"."""
     header = request.headers.get("last-event-id")
     if header is not None and header.strip():
@@ -88,6 +88,11 @@ def _resume_point(request: Request, after: str | None) -> int | None:
 
 
 async def _stream(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[ServerSentEvent]:
+    async for row in stream_rows(ctx, f, after):
+        yield _sse(row)
+
+
+async def stream_rows(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[dict[str, Any]]:
     """Stored events after ``after``, then live ones: no gap, no duplicate.
 
     The subscription is opened before the catch-up query, so an event committed in
@@ -103,7 +108,7 @@ async def _stream(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[
             if catching_up:
                 rows = await ctx.db.read(list_events, f, after=last, limit=catch_up)
                 for row in rows:
-                    yield _sse(row)
+                    yield row
                     last = row["id"]
                 catching_up = len(rows) == catch_up
                 continue
@@ -115,7 +120,7 @@ async def _stream(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[
                 continue
             if item["id"] <= last:
                 continue
-            yield _sse(item)
+            yield item
             last = item["id"]
     finally:
         sub.close()
@@ -176,7 +181,7 @@ async def stream_session_events(
 ) -> EventSourceResponse:
     """SSE of the session's events; resumes after ``Last-Event-ID`` or ``?after=``."""
     f = EventFilter(principal.account_id, session_id=session_id)
-    return await _open_stream(ctx, f, _resume_point(request, after))
+    return await _open_stream(ctx, f, resume_point(request, after))
 
 
 @router.get(
@@ -200,7 +205,7 @@ async def stream_account_events(
         workspace_id=workspace_id,
         types=parse_types(types),
     )
-    return await _open_stream(ctx, f, _resume_point(request, after))
+    return await _open_stream(ctx, f, resume_point(request, after))
 
 
 @router.post("/v1/sessions/{session_id}/events", status_code=201, response_model=EventEnvelope)
