@@ -4,6 +4,7 @@ agent wrote is saved and checkpointed, and the queued turn runs — with a real
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -107,3 +108,98 @@ def test_sigkill_mid_turn(tmp_path: Path, database_url: str) -> None:
         c.close()
     finally:
         _stop(proc, signal.SIGTERM)
+
+
+def _start_named(
+    data_dir: Path, database_url: str, name: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A second instance: its own data dir (its own disk), its own instance id."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    exe = Path(sys.executable).parent / "sessiond"
+    log = open(data_dir / f"server-{name}.log", "wb")  # noqa: SIM115 (closed with the process)
+    env = {
+        **os.environ,
+        "SESSIOND_INSTANCE_ID": name,
+        "SESSIOND_TURN_STALE_SECONDS": "3",
+        "SESSIOND_TURN_HEARTBEAT_SECONDS": "1",
+    }
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir),
+         "--database-url", database_url, "--no-access-log"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, (data_dir / f"server-{name}.log").read_text()
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+
+
+def _text_of(c: httpx.Client, sid: str, message_id: str) -> str:
+    msg = c.get(f"/v1/sessions/{sid}/messages/{message_id}").json()["message"]
+    return "".join(p.get("text", "") for p in msg["parts"] if p["type"] == "text")
+
+
+def test_two_instances_one_owner_and_a_takeover_after_sigkill(
+    tmp_path: Path, database_url: str, backend: str
+) -> None:
+    """Two real servers on one PostgreSQL, each with its own disk. A owns the session's
+    agent; a prompt posted to B runs on A's agent. A is killed mid-turn: B fails that
+    turn, takes the session over on the next one (the sandbox and the agent's HOME
+    written again from the database) and the agent resumes its session (session/load)."""
+    if backend != "postgresql":
+        pytest.skip("instances share a database only on PostgreSQL")
+    disk_a, disk_b = tmp_path / "a", tmp_path / "b"
+    for disk in (disk_a, disk_b):
+        disk.mkdir()
+        write_agents_file(disk)
+    a, url_a = _start_named(disk_a, database_url, "instance-a")
+    b = None
+    clients = contextlib.ExitStack()
+    try:
+        key = (disk_a / "admin.key").read_text().strip()
+        b, url_b = _start_named(disk_b, database_url, "instance-b")
+        auth = {"Authorization": f"Bearer {key}"}
+        ca = clients.enter_context(httpx.Client(base_url=url_a, headers=auth, timeout=10))
+        cb = clients.enter_context(httpx.Client(base_url=url_b, headers=auth, timeout=10))
+        sid = ca.post("/v1/sessions", json={"agent": "scripted"}).json()["session"]["id"]
+        one = ca.post(f"/v1/sessions/{sid}/prompt", json={"content": "recall"}).json()["turn"]
+        assert _turn(ca, sid, one["id"], ("completed", "failed"))["status"] == "completed"
+        assert (disk_a / "sandboxes" / sid / "work").is_dir()
+        # Posted to B, run by A's agent (the same ACP session: its second prompt).
+        two = cb.post(f"/v1/sessions/{sid}/prompt", json={"content": "recall"}).json()["turn"]
+        done = _turn(cb, sid, two["id"], ("completed", "failed"))
+        assert done["status"] == "completed", done
+        assert _text_of(cb, sid, done["assistantMessageId"]) == "prompts=2"
+        assert not (disk_b / "sandboxes" / sid).exists()
+        # A dies in the middle of a turn.
+        three = cb.post(
+            f"/v1/sessions/{sid}/prompt", json={"content": "say: working\nsleep: 60"}
+        ).json()["turn"]
+        assert _turn(cb, sid, three["id"], ("running",))["status"] == "running"
+        a.kill()
+        a.wait()
+        four = cb.post(f"/v1/sessions/{sid}/prompt", json={"content": "recall"}).json()["turn"]
+        failed = _turn(cb, sid, three["id"], ("failed",))
+        assert failed["status"] == "failed" and "stopped" in (failed["error"] or ""), failed
+        done = _turn(cb, sid, four["id"], ("completed", "failed"))
+        assert done["status"] == "completed", done
+        # B's agent loaded the ACP session from the HOME kept at the end of turn two.
+        assert _text_of(cb, sid, done["assistantMessageId"]) == "prompts=3"
+        assert (disk_b / "sandboxes" / sid / "work").is_dir()
+        session = cb.get(f"/v1/sessions/{sid}").json()["session"]
+        assert session["sandbox"]["state"] == "active"
+    finally:
+        clients.close()
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                _stop(proc, signal.SIGTERM)

@@ -450,16 +450,15 @@ def test_a_turn_of_an_instance_that_is_gone_is_failed_once_its_heartbeat_stops(
     from sessiond.app import create_app
     from sessiond.auth import service as auth
 
-    a = settings.model_copy(update={"instance_id": "a"})
+    quick = {"turn_stale_seconds": 3.0, "turn_heartbeat_seconds": 1.0}
+    a = settings.model_copy(update={"instance_id": "a", **quick})
     with TestClient(create_app(a)) as client:
         api = Api(client, str(client.app.state.ctx.db.write_sync(auth.bootstrap)))  # type: ignore[attr-defined]
         sid = api.session(agent="scripted")["id"]
         first = _turn(api, sid, "say: started\nsleep: 30")
         _running(api, sid, first["id"])
         second = _turn(api, sid, "say: next")
-    b = settings.model_copy(
-        update={"instance_id": "b", "turn_stale_seconds": 3.0, "agent_idle_seconds": 1.0}
-    )
+    b = settings.model_copy(update={"instance_id": "b", "agent_idle_seconds": 1.0, **quick})
     with TestClient(create_app(b)) as client:
         api = Api(client, api.key)
         assert api.get(f"/v1/sessions/{sid}/turns/{first['id']}").json()["turn"]["status"] == (

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 def default_data_dir() -> Path:
@@ -144,6 +144,15 @@ class Settings(BaseModel):
 
     access_log: bool = True
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.turn_heartbeat_seconds >= self.turn_stale_seconds:
+            raise ValueError(
+                "turn_heartbeat_seconds must be below turn_stale_seconds (a lease must be "
+                "renewed before it expires)"
+            )
+        return self
 
     def resolved_agents_file(self) -> Path:
         return self.agents_file or self.data_dir / "agents.toml"

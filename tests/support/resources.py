@@ -53,15 +53,16 @@ def fill_session(api: Api, sid: str) -> dict[str, str]:
     api.put(f"{base}/cache/{CACHE_KEY}", {"value": {"n": 1}}, expect=201)
     api.post(f"{base}/events", {"type": "custom.mine", "data": {"n": 1}}, expect=201)
     checkpoint = api.post(f"{base}/checkpoints", {"label": "mine"}, expect=201)
+    # A sandbox hibernated with something in its HOME (kept for the next restore).
+    api.post(f"{base}/exec", {"command": 'echo state > "$HOME/state"'}, expect=200)
+    api.post(f"{base}/sandbox:hibernate", expect=200)
+    # Then a turn (the sandbox restored; the agent stays, holding the session's lease).
     api.patch(base, {"agent": "scripted"}, expect=200)
     turn = api.post(f"{base}/prompt", {"content": "say: hi"}, expect=202).json()["turn"]
     deadline = time.monotonic() + 30
     while turn["status"] in ("queued", "running") and time.monotonic() < deadline:
         turn = api.get(f"{base}/turns/{turn['id']}", params={"wait": 5}).json()["turn"]
     assert turn["status"] == "completed", turn
-    # A sandbox hibernated with something in its HOME (kept for the next restore).
-    api.post(f"{base}/exec", {"command": 'echo state > "$HOME/state"'}, expect=200)
-    api.post(f"{base}/sandbox:hibernate", expect=200)
     return {
         "turn_id": turn["id"],
         "message_id": message.json()["message"]["id"],

@@ -194,6 +194,9 @@ class Runner:
         self.sandboxes = sandboxes
         # A sandbox being hibernated or removed stops its agent first.
         sandboxes.stoppers.append(self._stop_agent)
+        # A prompt accepted by another instance: its turn.queued arrives here too.
+        bus.listeners.append(self._on_event)
+        self.lease_ms = int(settings.turn_stale_seconds * 1000)
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.again: set[str] = set()
         self.live: dict[str, Live] = {}
@@ -233,11 +236,19 @@ class Runner:
             changed, skipped, checkpoint = await self._save(account_id, turn["sessionId"], None)
             await self.db.write(turns.record_saved, turn["id"], changed, skipped, checkpoint)
 
+    def _on_event(self, event: dict[str, Any]) -> None:
+        """A turn queued on any instance for a session whose agent lives here (this
+        instance holds its lease): run it here. Other sessions are woken by the instance
+        that accepted the prompt, or by the reaper once a dead owner's lease expired."""
+        sid = event.get("session_id")
+        if event["type"] == "turn.queued" and sid in self.live:
+            self.wake(event["account_id"], sid)
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.settings.turn_heartbeat_seconds)
             try:
-                await self.db.write(turns.heartbeat, self.owner)
+                await self.db.write(turns.heartbeat, self.owner, self.lease_ms)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -266,7 +277,8 @@ class Runner:
         """Stop agents idle for ``agent_idle_seconds``; remove directories of sessions that
         are gone or no longer active."""
         while True:
-            await asyncio.sleep(min(30.0, self.settings.agent_idle_seconds))
+            s = self.settings
+            await asyncio.sleep(min(30.0, s.agent_idle_seconds, s.turn_stale_seconds))
             try:
                 now = time.monotonic()
                 for sid, live in list(self.live.items()):
@@ -321,9 +333,13 @@ class Runner:
             await self._stop_agent(session_id)
 
     async def _stop_agent(self, session_id: str) -> None:
+        """Stop the session's agent and let go of its lease (another instance may take
+        the session from now on)."""
         live = self.live.pop(session_id, None)
         if live is not None:
             await live.stop()
+            with contextlib.suppress(Exception):
+                await self.db.write(turns.release_lease, session_id, self.owner)
 
     # -- the worker ---------------------------------------------------------------------
 
@@ -331,7 +347,9 @@ class Runner:
         try:
             while not self.stopping:
                 self.again.discard(session_id)
-                claimed = await self.db.write(turns.claim_next, session_id, self.owner)
+                claimed = await self.db.write(
+                    turns.claim_next, session_id, self.owner, self.lease_ms
+                )
                 if claimed is None:
                     if session_id in self.again:
                         continue
@@ -593,6 +611,10 @@ class Runner:
             synced = await self.sandboxes.sync(account_id, session_id, "agent")
             changed = sorted(set(changed) | set(synced.changed))
             skipped = synced.skipped
+            if self.db.dialect == "postgresql":
+                # Another instance may take the session over: it then needs the agent's
+                # HOME (its own session store) to resume with session/load.
+                await self.sandboxes.keep_home(account_id, session_id)
             checkpoint = await self.db.write(_checkpoint, account_id, session_id)
         except SessiondError as e:
             log.warning("turn end of %s: not saved: %s", session_id, e)

@@ -168,11 +168,59 @@ def create(
     return render(row), interrupted
 
 
-def claim_next(tx: Tx, session_id: str, owner: str) -> dict[str, Any] | None:
+def take_lease(tx: Tx, account_id: str, session_id: str, owner: str, ttl_ms: int) -> bool:
+    """Own the session's agent for ``ttl_ms`` (renewed by ``heartbeat``): True when the
+    lease was free, expired or already ``owner``'s."""
+    le = t.agent_leases
+    row = tx.conn.execute(
+        sa.select(le.c.owner, le.c.expires_at).where(le.c.session_id == session_id)
+    ).first()
+    if row is not None and row.owner != owner and row.expires_at > tx.now:
+        return False
+    values = {"owner": owner, "expires_at": tx.now + ttl_ms, "account_id": account_id}
+    if row is None:
+        tx.conn.execute(le.insert().values(session_id=session_id, **values))
+        return True
+    # Only if it is still as read: two instances taking an expired lease, one wins.
+    changed = tx.conn.execute(
+        le.update()
+        .where(
+            le.c.session_id == session_id,
+            le.c.owner == row.owner,
+            le.c.expires_at == row.expires_at,
+        )
+        .values(**values)
+    ).rowcount
+    return bool(changed == 1)
+
+
+def release_lease(tx: Tx, session_id: str, owner: str) -> None:
+    le = t.agent_leases
+    tx.conn.execute(le.delete().where(le.c.session_id == session_id, le.c.owner == owner))
+
+
+def leased_with_queued(tx: Tx, owner: str) -> list[tuple[str, str]]:
+    """``(account_id, session_id)`` of sessions ``owner`` holds that have a queued turn."""
+    le = t.agent_leases
+    q = (
+        sa.select(tr.c.account_id, tr.c.session_id)
+        .join(le, le.c.session_id == tr.c.session_id)
+        .where(tr.c.status == "queued", le.c.owner == owner)
+        .distinct()
+    )
+    return [(r.account_id, r.session_id) for r in tx.conn.execute(q)]
+
+
+def claim_next(
+    tx: Tx, session_id: str, owner: str, lease_ms: int = 30_000
+) -> dict[str, Any] | None:
     """The session's next queued turn, now ``running`` (None when one already runs, none
-    is queued, or the session is no longer active: its queued turns are then cancelled)."""
+    is queued, another instance holds the session's lease, or the session is no longer
+    active: its queued turns are then cancelled). Takes or renews the lease."""
     rows = live(tx, session_id)
     if not rows or any(r["status"] == "running" for r in rows):
+        return None
+    if not take_lease(tx, rows[0]["account_id"], session_id, owner, lease_ms):
         return None
     session = kernel.load_for_write(tx, rows[0]["account_id"], session_id)
     if session["status"] != "active":
@@ -307,10 +355,12 @@ def request_cancel(
     return running, dropped
 
 
-def heartbeat(tx: Tx, owner: str) -> None:
-    """This instance still runs its running turns."""
+def heartbeat(tx: Tx, owner: str, lease_ms: int = 30_000) -> None:
+    """This instance still runs its running turns, and still holds its leases."""
     q = tr.update().where(tr.c.owner == owner, tr.c.status == "running").values(heartbeat_at=tx.now)
     tx.conn.execute(q)
+    le = t.agent_leases
+    tx.conn.execute(le.update().where(le.c.owner == owner).values(expires_at=tx.now + lease_ms))
 
 
 def recover(tx: Tx, limits: Limits, owner: str | None, stale_ms: int) -> list[dict[str, Any]]:

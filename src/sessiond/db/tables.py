@@ -391,3 +391,16 @@ sandbox_homes = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("created_at", Ms, nullable=False),
 )
+
+# Which instance owns a session's live agent (docs/design/agents.md, the lease): taken
+# when it claims a turn, renewed by its heartbeat while the agent lives, released when
+# the agent stops. Another instance takes a session over only once the lease expired.
+agent_leases = sa.Table(
+    "agent_leases",
+    metadata,
+    sa.Column("session_id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("expires_at", Ms, nullable=False),
+    sa.Index(None, "owner"),
+)

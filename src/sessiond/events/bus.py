@@ -84,6 +84,9 @@ class EventBus:
         self.queue_size = queue_size
         self.on_publish = on_publish
         self.subscribers: set[Subscription] = set()
+        # Called on the loop with every event of every account, committed here or by
+        # another instance (the agents runner wakes on ``turn.queued``). Must not block.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.last_id = 0
         self.closed = False
         self._draining = False
@@ -144,6 +147,11 @@ class EventBus:
         for sub in list(self.subscribers):
             if sub.filter.matches(event):
                 sub.offer(event)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # pragma: no cover - a broken listener must not stop the pump
+                log.exception("event listener failed")
         self.last_id = event["id"]
 
     def subscribe(self, f: EventFilter) -> Subscription:

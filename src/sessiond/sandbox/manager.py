@@ -228,7 +228,7 @@ class Sandboxes:
                 synced = await self._sync(account_id, session_id, "sandbox")
             except Exception:
                 log.exception("sandbox of %s: not saved before hibernation", session_id)
-            home = await self._keep_home(account_id, session_id)
+            home = await self.keep_home(account_id, session_id)
             await asyncio.to_thread(directory.remove, self.layout(session_id).root)
             await self.db.write(
                 state.hibernated,
@@ -241,9 +241,12 @@ class Sandboxes:
             )
             return True
 
-    async def _keep_home(self, account_id: str, session_id: str) -> str:
-        """Store the HOME for the next restore: ``kept``, ``empty`` or why it was not."""
+    async def keep_home(self, account_id: str, session_id: str) -> str:
+        """Store the HOME for the next restore (here or on another instance): ``kept``,
+        ``empty`` or why it was not."""
         limit = self.settings.sandbox_home_bytes
+        if not self.layout(session_id).work.is_dir():
+            return "absent"  # not here: whatever was kept stays
         try:
             data = await asyncio.to_thread(homes.pack, self.layout(session_id).home, limit)
         except homes.TooLarge as e:

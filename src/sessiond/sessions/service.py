@@ -68,6 +68,7 @@ SESSION_OWNED = (
     t.commits,
     t.turns,
     t.sandbox_homes,
+    t.agent_leases,
 )
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
