@@ -220,8 +220,11 @@ class Ev:
 class SseStream:
     """One session's ``events/stream`` on a raw asyncio connection; keeps every event."""
 
-    def __init__(self, host: str, port: int, key: str, session_id: str) -> None:
+    def __init__(
+        self, host: str, port: int, key: str, session_id: str, path: str | None = None
+    ) -> None:
         self.host, self.port, self.key, self.session_id = host, port, key, session_id
+        self.path = path or f"/v1/sessions/{session_id}/events/stream"
         self.events: list[Ev] = []
         self.error: BaseException | None = None
         self._waiters: list[tuple[Callable[[Ev], bool], asyncio.Future[Ev]]] = []
@@ -231,7 +234,7 @@ class SseStream:
     async def open(self) -> None:
         reader, writer = await asyncio.open_connection(self.host, self.port, limit=1 << 24)
         self._writer = writer
-        path = f"/v1/sessions/{self.session_id}/events/stream"
+        path = self.path
         writer.write(
             (
                 f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
@@ -277,7 +280,7 @@ class SseStream:
                     fut.set_exception(RuntimeError(f"SSE stream ended: {self.error!r}"))
 
     def _block(self, block: bytes, wall: float, perf: float) -> None:
-        etype, eid, data = "message", 0, []
+        etype, eid, data = "message", -1, []
         for raw in block.split(b"\n"):
             line = raw.decode("utf-8", "replace")
             if not line or line.startswith(":"):
@@ -711,6 +714,98 @@ async def part_concurrent(
     }
 
 
+async def part_acp(
+    api: Api, pid: int, args: argparse.Namespace, problems: list[str]
+) -> dict[str, Any]:
+    """``/api/acp``: a turn of ``--chunks`` chunks prompted with ``session/prompt``, read on
+    ``GET /api/acp?sessionId=``; each message with an ``id`` is timed from its event's
+    ``createdAt`` (read afterwards from ``/v1``) to its arrival."""
+    conn = load.HttpConnection(api.host, api.port)
+    try:
+        _, doc = await api.call(
+            conn,
+            "POST",
+            "/api/acp",
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "session/new",
+                "params": {"provider": "scripted"},
+            },
+        )
+        sid = str(doc["result"]["sessionId"])
+        sse = SseStream(api.host, api.port, api.key, sid, path=f"/api/acp?sessionId={sid}")
+        await sse.open()
+
+        async def prompt(text: str) -> dict[str, Any]:
+            body = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "session/prompt",
+                "params": {"sessionId": sid, "prompt": [{"type": "text", "text": text}]},
+            }
+            await fresh(conn)
+            status, doc = await api.call(conn, "POST", "/api/acp", body)
+            if status != 200 or "result" not in doc:
+                raise RuntimeError(f"session/prompt: HTTP {status}: {str(doc)[:300]}")
+            return dict(doc["result"])
+
+        await prompt("say: warm")
+        n, size = args.chunks, 8
+        since = len(sse.events)
+        cpu = CpuWindow.begin(pid)
+        t0 = time.perf_counter()
+        result = await prompt(f"chunks: {n} {size}")
+        wall = time.perf_counter() - t0
+        window = cpu.end()
+
+        def text_of(evs: list[Ev]) -> int:
+            total = 0
+            for e in evs:
+                update = (e.data.get("params") or {}).get("update") or {}
+                if update.get("sessionUpdate") == "agent_message_chunk":
+                    total += len(update.get("content", {}).get("text", ""))
+            return total
+
+        deadline = time.monotonic() + args.timeout
+        while text_of(sse.events[since:]) < n * size and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        got = sse.events[since:]
+        sse.close()
+        created: dict[int, int] = {}
+        after = min((e.id for e in got if e.id >= 0), default=0) - 1
+        while True:
+            _, page = await api.call(
+                conn, "GET", f"/v1/sessions/{sid}/events?after={after}&limit=200"
+            )
+            for ev in page["events"]:
+                created[ev["id"]] = iso_ms(ev["createdAt"])
+            if not page.get("nextCursor"):
+                break
+            after = int(page["nextCursor"])
+    finally:
+        conn.close()
+    lat = [e.wall * 1000 - created[e.id] for e in got if e.id in created]
+    chars = text_of(got)
+    if chars != n * size:
+        problems.append(f"acp: the chunks carried {chars:,} characters, expected {n * size:,}")
+    if result.get("stopReason") != "end_turn":
+        problems.append(f"acp: session/prompt answered {result}")
+    return {
+        "session": sid,
+        "chunks": n,
+        "messages": len(got),
+        "text_chars": chars,
+        "prompt_wall_s": wall,
+        "sse_latency_ms": {
+            "p50": pct(lat, 0.5),
+            "p99": pct(lat, 0.99),
+            "max": max(lat, default=None),
+        },
+        "window": window,
+    }
+
+
 # --------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------
@@ -880,6 +975,24 @@ def table(results: dict[str, Any]) -> list[Row]:
                 f"{cc['warmup_wall_s']:.2f} s",
             )
         )
+    if ac := results.get("acp"):
+        lat = ac["sse_latency_ms"]
+        rows.append(
+            Row(
+                "4 /api/acp",
+                "streamed chunk (event createdAt) → ACP SSE arrival p50 / p99",
+                f"{f_ms(lat['p50'])} / {f_ms(lat['p99'])}",
+                "p99 < 100 ms",
+                verdict(lat["p99"] is not None and lat["p99"] < 100),
+            )
+        )
+        rows.append(
+            Row(
+                "4 /api/acp",
+                f"session/prompt of {ac['chunks']:,} chunks: wall / ACP messages / text",
+                f"{ac['prompt_wall_s']:.2f} s / {ac['messages']} / {ac['text_chars']:,} chars",
+            )
+        )
     return rows
 
 
@@ -888,7 +1001,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--only", default="streaming,start,concurrent", help="parts to run")
+    p.add_argument("--only", default="streaming,start,concurrent,acp", help="parts to run")
     p.add_argument("--chunks", type=int, default=10_000, help="chunks of the part 1 turn")
     p.add_argument("--prompts", type=int, default=50, help="warm prompts of part 2")
     p.add_argument("--sessions", type=int, default=20, help="sessions of part 3")
@@ -903,7 +1016,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--fail-on-miss", action="store_true", help="exit 3 when a target is missed")
     args = p.parse_args(argv)
     args.parts = [x.strip() for x in args.only.split(",") if x.strip()]
-    unknown = set(args.parts) - {"streaming", "start", "concurrent"}
+    unknown = set(args.parts) - {"streaming", "start", "concurrent", "acp"}
     if unknown:
         p.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     return args
@@ -953,8 +1066,13 @@ async def bench(args: argparse.Namespace) -> int:
         print(f"started sessiond pid {pid} on {server.url}, data {server.data_dir}", flush=True)
         key = await server.wait_ready(args.startup_timeout)
         api = Api("127.0.0.1", server.port, key)
-        parts = {"streaming": part_streaming, "start": part_start, "concurrent": part_concurrent}
-        for name in ("streaming", "start", "concurrent"):
+        parts = {
+            "streaming": part_streaming,
+            "start": part_start,
+            "concurrent": part_concurrent,
+            "acp": part_acp,
+        }
+        for name in ("streaming", "start", "concurrent", "acp"):
             if name not in args.parts:
                 continue
             t = time.perf_counter()
