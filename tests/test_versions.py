@@ -257,7 +257,7 @@ def test_session_sources(client: TestClient, api: Api, other: Any) -> None:
     assert "later.txt" not in files(api, from_cp["session"]["id"])
     assert rows(client, t.git_objects) == objects + 2  # only later.txt's blob and its tree
     for bad, code in (
-        ({"git": {"url": "https://example.com/x.git"}}, "validation_error"),
+        ({"git": {"url": "ssh://example.com/x.git"}}, "validation_error"),  # no ssh
         ({"files": {"../x": "y"}}, "invalid_path"),
         ({"files": {"a": 1}}, "validation_error"),
         ({"files": {"a": "b"}, "sessionId": sid}, "validation_error"),

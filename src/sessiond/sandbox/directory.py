@@ -122,13 +122,51 @@ def _own(path: Path, uid: int | None) -> None:
 def materialize(
     root: Path, entries: Manifest, data: dict[str, bytes], uid: int | None = None
 ) -> None:
-    """Make ``root`` hold exactly ``entries`` (a fresh directory), owned by ``uid``."""
+    """Make ``root`` hold exactly ``entries`` (a fresh directory), owned by ``uid``.
+
+    The directory is new and only this writes into it, so nothing in it can be in the
+    way (no symlink, no file where a folder goes): each folder is made once and each
+    file created directly, a few system calls per entry (``write_entry`` checks every
+    parent, for a directory an agent may have changed)."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     _own(root, uid)
+    base = str(root)
+    made = {""}
     for path, (mode, sha) in sorted(entries.items()):
-        write_entry(root, path, mode, data[sha], uid)
+        folder = path.rpartition("/")[0]
+        if folder not in made:
+            parts = folder.split("/")
+            for i in range(1, len(parts) + 1):
+                sub = "/".join(parts[:i])
+                if sub not in made:
+                    os.mkdir(f"{base}/{sub}", 0o755)
+                    if uid is not None:
+                        os.chown(f"{base}/{sub}", uid, uid)
+                    made.add(sub)
+        target = f"{base}/{path}"
+        if mode == trees.SYMLINK:
+            os.symlink(data[sha], target)
+            if uid is not None:
+                os.lchown(target, uid, uid)
+            continue
+        perms = 0o755 if mode == trees.EXECUTABLE else 0o644
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, perms)
+        try:
+            _write_all(fd, data[sha])
+            if uid is not None:
+                os.fchown(fd, uid, uid)
+            if mode == trees.EXECUTABLE:
+                os.fchmod(fd, 0o755)  # the umask may have taken bits away
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def remove_entry(root: Path, path: str) -> None:
