@@ -22,23 +22,28 @@ from tests.support.agents import write_agents_file
 pytestmark = pytest.mark.slow
 
 
-def _start(data_dir: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    data_dir: Path, database_url: str, name: str = "the-instance", **env: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real ``sessiond serve`` on ``data_dir`` as instance ``name`` (the same one when
+    restarted), extra ``SESSIOND_*`` variables in ``env``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     exe = Path(sys.executable).parent / "sessiond"
-    log = open(data_dir / f"server-{port}.log", "wb")  # noqa: SIM115 (closed with the process)
+    log_path = data_dir / f"server-{name}-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 (closed with the process)
     proc = subprocess.Popen(
         [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--database-url", database_url, "--no-access-log"],
         stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "SESSIOND_INSTANCE_ID": "the-instance"},  # the same one restarted
+        env={**os.environ, "SESSIOND_INSTANCE_ID": name, **env},
     )  # fmt: skip
     log.close()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
-        assert proc.poll() is None, (data_dir / f"server-{port}.log").read_text()
+        assert proc.poll() is None, log_path.read_text()
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return proc, url
@@ -113,35 +118,10 @@ def test_sigkill_mid_turn(tmp_path: Path, database_url: str) -> None:
 def _start_named(
     data_dir: Path, database_url: str, name: str
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """A second instance: its own data dir (its own disk), its own instance id."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    exe = Path(sys.executable).parent / "sessiond"
-    log = open(data_dir / f"server-{name}.log", "wb")  # noqa: SIM115 (closed with the process)
-    env = {
-        **os.environ,
-        "SESSIOND_INSTANCE_ID": name,
-        "SESSIOND_TURN_STALE_SECONDS": "3",
-        "SESSIOND_TURN_HEARTBEAT_SECONDS": "1",
-    }
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--database-url", database_url, "--no-access-log"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, (data_dir / f"server-{name}.log").read_text()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
+    """One of several instances: its own data dir (its own disk), its own name, a lease
+    that expires 3 s after its owner stops renewing it."""
+    quick = {"SESSIOND_TURN_STALE_SECONDS": "3", "SESSIOND_TURN_HEARTBEAT_SECONDS": "1"}
+    return _start(data_dir, database_url, name, **quick)
 
 
 def _text_of(c: httpx.Client, sid: str, message_id: str) -> str:

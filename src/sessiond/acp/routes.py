@@ -31,7 +31,7 @@ log = logging.getLogger("sessiond.acp")
 router = APIRouter(route_class=StrictRoute, tags=["acp"], responses=ERRORS)
 
 
-class RpcError(BaseModel):
+class RpcErrorOut(BaseModel):
     code: int  # -32700, -32600, -32601, -32602, -32603
     message: str
     data: dict[str, Any]  # {"code": the sessiond error code, "details"?}
@@ -41,7 +41,7 @@ class RpcResponse(BaseModel):
     jsonrpc: str  # "2.0"
     id: str | int | None
     result: Any = None
-    error: RpcError | None = None
+    error: RpcErrorOut | None = None
 
 
 class RpcAnswer(RootModel[RpcResponse | list[RpcResponse]]):
