@@ -75,6 +75,20 @@ class ObjectStore:
                 out[row.sha] = obj
         return out
 
+    def raw_many(self, shas: list[str]) -> dict[str, bytes]:
+        """The contents of the objects among ``shas`` that exist (a blob's bytes),
+        decompressed but not parsed, in batches; nothing is cached."""
+        out: dict[str, bytes] = {}
+        for i in range(0, len(shas), BATCH):
+            rows = self.tx.conn.execute(
+                sa.select(g.c.sha, g.c.data).where(
+                    g.c.account_id == self.account_id, g.c.sha.in_(shas[i : i + BATCH])
+                )
+            )
+            for sha, data in rows:
+                out[sha] = zlib.decompress(data)
+        return out
+
     def contains(self, sha: str) -> bool:
         if sha in self._cache:
             return True

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sessiond.db.executor import Database
+from sessiond.db.executor import Database, Tx
 from sessiond.errors import SessionBusy
 from sessiond.sandbox import directory, homes, state
 from sessiond.sandbox.confine import Confinement, install_prefixes
@@ -130,9 +130,12 @@ class Sandboxes:
     # -- use -----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def use(self, account_id: str, session_id: str) -> AsyncIterator[Layout]:
+    async def use(
+        self, account_id: str, session_id: str, *, touch: bool = True
+    ) -> AsyncIterator[Layout]:
         """A ready directory for a turn or an exec (restored or written first if needed);
-        it is not hibernated until the block ends, and its idle clock restarts then."""
+        it is not hibernated until the block ends, and its idle clock restarts then
+        (``touch=False``: the caller restarts it itself, with ``sync(touch=True)``)."""
         self._in_use[session_id] = self._in_use.get(session_id, 0) + 1
         try:
             layout = await self.ensure(account_id, session_id)
@@ -143,8 +146,9 @@ class Sandboxes:
                 self._in_use[session_id] = left
             else:
                 del self._in_use[session_id]
-            with contextlib.suppress(Exception):
-                await self.db.write(state.used, account_id, session_id)
+            if touch:
+                with contextlib.suppress(Exception):
+                    await self.db.write(state.used, account_id, session_id)
 
     def in_use(self, session_id: str) -> bool:
         return session_id in self._in_use
@@ -153,6 +157,11 @@ class Sandboxes:
         """The session's directory, ready on this instance. Raises SessionNotActive."""
         layout = self.layout(session_id)
         async with self._lock(session_id):
+            on_disk = layout.work.is_dir()
+            if await self.db.read(
+                state.ready_here, account_id, session_id, self.host, on_disk=on_disk
+            ):
+                return layout
             kind = await self.db.write(
                 state.begin, account_id, session_id, self.host, on_disk=layout.work.is_dir()
             )
@@ -194,20 +203,31 @@ class Sandboxes:
             except Exception:
                 log.exception("sandbox of %s: its kept HOME could not be restored", layout.root)
 
-    async def sync(self, account_id: str, session_id: str, reason: str) -> Synced:
+    async def sync(
+        self, account_id: str, session_id: str, reason: str, *, touch: bool = False
+    ) -> Synced:
         """Save what the directory holds into the working tree (``files.changed`` with
         ``reason``); what may not be saved is in ``skipped``. Nothing when there is no
-        directory here."""
+        directory here. ``touch``: restart the idle clock in the same transaction."""
         async with self._lock(session_id):
-            return await self._sync(account_id, session_id, reason)
+            return await self._sync(account_id, session_id, reason, touch=touch)
 
-    async def _sync(self, account_id: str, session_id: str, reason: str) -> Synced:
+    async def _sync(
+        self, account_id: str, session_id: str, reason: str, *, touch: bool = False
+    ) -> Synced:
         work = self.layout(session_id).work
         if not work.is_dir():
             return Synced([], [])
         base = await self.db.read(directory.manifest, account_id, session_id)
         found = await asyncio.to_thread(directory.scan, work, base, self.settings.limits)
-        changed = await self.db.write(directory.save, account_id, session_id, found, reason)
+
+        def save(tx: Tx) -> list[str]:
+            changed = directory.save(tx, account_id, session_id, found, reason)
+            if touch:
+                state.used(tx, account_id, session_id)
+            return changed
+
+        changed = await self.db.write(save)
         return Synced(changed, found.skipped)
 
     # -- hibernate and remove ------------------------------------------------------------

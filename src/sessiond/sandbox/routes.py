@@ -36,8 +36,9 @@ async def exec_command(session_id: str, body: ExecBody, ctx: Ctx, principal: Wri
     argv, env, timeout = body.argv(), body.environment(), body.timeout()
     stdin = body.stdin.encode("utf-8") if body.stdin is not None else None
     account_id = principal.account_id
-    await ctx.db.read(kernel.require_exists, account_id, session_id)
-    async with sandboxes.use(account_id, session_id) as layout:
+    # A missing session is a 404 from ``use`` (its first read); the sync restarts the
+    # idle clock in its own transaction: one write per exec when nothing changed.
+    async with sandboxes.use(account_id, session_id, touch=False) as layout:
         cwd = execution.working_dir(layout.work, body.cwd)
         full_env = {"PATH": execution.BASE_PATH, "LANG": "C.UTF-8", **layout.env(), **env}
         outcome = await execution.run(
@@ -49,7 +50,7 @@ async def exec_command(session_id: str, body: ExecBody, ctx: Ctx, principal: Wri
             timeout=timeout,
             cap=ctx.settings.limits.exec_output_bytes,
         )
-        synced = await sandboxes.sync(account_id, session_id, "exec")
+        synced = await sandboxes.sync(account_id, session_id, "exec", touch=True)
     return Json({**outcome.render(), "filesChanged": synced.changed, "skipped": synced.skipped})
 
 

@@ -32,6 +32,17 @@ def _write(tx: Tx, row: dict[str, Any], sandbox: dict[str, Any], host: str | Non
     )
 
 
+def ready_here(tx: Tx, account_id: str, session_id: str, host: str, *, on_disk: bool) -> bool:
+    """Read-only: the session is active and its sandbox is active on ``host`` with its
+    directory there (``on_disk``): a turn or an exec may use it as it is, with no write
+    (its idle clock restarts when the use ends: ``used``). Raises ``NotFound`` for a
+    session that does not exist and ``SessionNotActive`` for one that is not active."""
+    row = kernel.get_row(tx, account_id, session_id)
+    kernel.require_active(row)
+    box = row["sandbox"] or {}
+    return bool(on_disk and box.get("state") == "active" and row["sandbox_host"] == host)
+
+
 def begin(tx: Tx, account_id: str, session_id: str, host: str, *, on_disk: bool) -> str:
     """Before a turn or an exec: READY when the directory is active here (``on_disk``),
     its last use set to now; else the state becomes ``provisioning`` (never used) or
