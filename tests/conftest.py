@@ -38,6 +38,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sweeper: run the app's background sweep (off in every other test)"
     )
+    config.addinivalue_line(
+        "markers", "settings(**fields): Settings fields of the ``client`` app for this test"
+    )
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -149,9 +152,11 @@ def clock() -> Clock:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     """Test settings. The background sweep is off (no test races it) unless the test is
-    marked ``@pytest.mark.sweeper``."""
+    marked ``@pytest.mark.sweeper``; ``@pytest.mark.settings(field=value, ...)`` sets
+    fields (the closest marker wins)."""
     sweeping = request.node.get_closest_marker("sweeper") is not None
     write_agents_file(tmp_path)
+    marker = request.node.get_closest_marker("settings")
     return Settings(
         data_dir=tmp_path,
         database_url=database_url,
@@ -165,6 +170,7 @@ def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) 
         cancel_grace_seconds=2.0,
         # Generous: a loaded 2-core machine starts a Python agent in bwrap in ~0.5-3 s.
         agent_start_timeout_seconds=20.0,
+        **(marker.kwargs if marker else {}),
     )
 
 

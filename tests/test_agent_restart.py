@@ -5,11 +5,8 @@ agent wrote is saved and checkpointed, and the queued turn runs — with a real
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,48 +15,9 @@ import httpx
 import pytest
 
 from tests.support.agents import write_agents_file
+from tests.support.servers import start_server, stop_server
 
 pytestmark = pytest.mark.slow
-
-
-def _start(
-    data_dir: Path, database_url: str, name: str = "the-instance", **env: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    """A real ``sessiond serve`` on ``data_dir`` as instance ``name`` (the same one when
-    restarted), extra ``SESSIOND_*`` variables in ``env``."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    exe = Path(sys.executable).parent / "sessiond"
-    log_path = data_dir / f"server-{name}-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 (closed with the process)
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--database-url", database_url, "--no-access-log"],
-        stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "SESSIOND_INSTANCE_ID": name, **env},
-    )  # fmt: skip
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, log_path.read_text()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int) -> None:
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _turn(c: httpx.Client, sid: str, turn_id: str, until: tuple[str, ...]) -> dict[str, Any]:
@@ -73,7 +31,7 @@ def _turn(c: httpx.Client, sid: str, turn_id: str, until: tuple[str, ...]) -> di
 
 def test_sigkill_mid_turn(tmp_path: Path, database_url: str) -> None:
     write_agents_file(tmp_path)
-    proc, url = _start(tmp_path, database_url)
+    proc, url = start_server(tmp_path, database_url)
     try:
         key = (tmp_path / "admin.key").read_text().strip()
         c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
@@ -91,9 +49,9 @@ def test_sigkill_mid_turn(tmp_path: Path, database_url: str) -> None:
         assert (directory / "a.txt").exists()
         c.close()
     finally:
-        _stop(proc, signal.SIGKILL)
+        stop_server(proc, signal.SIGKILL)
 
-    proc, url = _start(tmp_path, database_url)
+    proc, url = start_server(tmp_path, database_url)
     try:
         c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
         failed = _turn(c, sid, first["id"], ("failed",))
@@ -112,7 +70,7 @@ def test_sigkill_mid_turn(tmp_path: Path, database_url: str) -> None:
         assert session["activity"] == "idle"
         c.close()
     finally:
-        _stop(proc, signal.SIGTERM)
+        stop_server(proc, signal.SIGTERM)
 
 
 def _start_named(
@@ -121,7 +79,7 @@ def _start_named(
     """One of several instances: its own data dir (its own disk), its own name, a lease
     that expires 3 s after its owner stops renewing it."""
     quick = {"SESSIOND_TURN_STALE_SECONDS": "3", "SESSIOND_TURN_HEARTBEAT_SECONDS": "1"}
-    return _start(data_dir, database_url, name, **quick)
+    return start_server(data_dir, database_url, name, **quick)
 
 
 def _text_of(c: httpx.Client, sid: str, message_id: str) -> str:
@@ -182,4 +140,4 @@ def test_two_instances_one_owner_and_a_takeover_after_sigkill(
         clients.close()
         for proc in (a, b):
             if proc is not None and proc.poll() is None:
-                _stop(proc, signal.SIGTERM)
+                stop_server(proc, signal.SIGTERM)

@@ -67,6 +67,7 @@ BODIES: dict[str, Body] = {
     "POST /v1/sessions/{session_id}/prompt": lambda v: {"content": "say: taken over"},
     "POST /v1/sessions/{session_id}/exec": lambda v: {"command": "echo taken over > f"},
     "PUT /v1/sessions/{session_id}/mode": lambda v: {"mode": "plan"},
+    "PATCH /v1/webhooks/{webhook_id}": lambda v: {"url": "http://127.0.0.1:9/taken"},
 }
 # Routes of server-wide configuration, the same for every account (the agents the
 # operator configured): not an account's resource, so not hidden.

@@ -47,6 +47,8 @@ from sessiond.summaries.summarizer import DefaultSummarizer, Summarizer
 from sessiond.tasks.routes import router as tasks_router
 from sessiond.versions.routes import merge_router
 from sessiond.versions.routes import router as versions_router
+from sessiond.webhooks.dispatch import Dispatcher
+from sessiond.webhooks.routes import router as webhooks_router
 from sessiond.workspaces.routes import router as workspaces_router
 
 VERSION = "0.1.0"
@@ -144,6 +146,9 @@ def create_app(
         ctx.registry, ctx.runner, ctx.sandboxes = registry, runner, sandboxes
         await sandboxes.start()
         await runner.start()
+        webhooks = ctx.webhooks = Dispatcher(settings, db)
+        bus.listeners.append(webhooks.on_event)
+        await webhooks.start()
         sweeps: list[asyncio.Task[None]] = []
         if interval := settings.sweep_interval_seconds:  # None or 0: no background sweep
             sweeps.append(
@@ -154,6 +159,7 @@ def create_app(
                         idempotency_ttl=settings.idempotency_ttl_seconds,
                         gc_every=settings.gc_every_sweeps,
                         tuning=settings.tuning,
+                        delivery_retention_ms=settings.webhook_retention_seconds * 1000,
                     ),
                     name="sweeper",
                 )
@@ -175,6 +181,7 @@ def create_app(
             for job in jobs:
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
+            await webhooks.stop()
             await runner.stop()
             await sandboxes.stop()
             await bus.stop()
@@ -213,6 +220,7 @@ def create_app(
         agents_router,
         sandbox_router,
         acp_router,
+        webhooks_router,
     ):
         # The routes themselves, not ``include_router``: FastAPI (0.16x) includes a router
         # as a lazy wrapper that rebuilds every route's fields (a pydantic adapter per

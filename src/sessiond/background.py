@@ -1,4 +1,5 @@
-"""Periodic background work: TTL expiry sweep, expired cache entries, idempotency purge.
+"""Periodic background work: TTL expiry sweep, expired cache entries, idempotency purge,
+old webhook deliveries.
 
 Safe with many instances: the sweep claims rows with ``SKIP LOCKED`` on PostgreSQL.
 """
@@ -14,14 +15,22 @@ from sessiond.db.executor import Database
 from sessiond.files import gc
 from sessiond.sessions import service as sessions
 from sessiond.settings import Tuning
+from sessiond.webhooks import service as webhooks
 
 log = logging.getLogger("sessiond.background")
 
 
 async def sweeper(
-    db: Database, *, interval: float, idempotency_ttl: int, gc_every: int, tuning: Tuning
+    db: Database,
+    *,
+    interval: float,
+    idempotency_ttl: int,
+    gc_every: int,
+    tuning: Tuning,
+    delivery_retention_ms: int,
 ) -> None:
-    """Every ``interval`` seconds: expiry, cache purge; every 60th: idempotency purge;
+    """Every ``interval`` seconds: expiry, cache purge; every 60th: idempotency purge and
+    final webhook deliveries older than ``delivery_retention_ms``;
     every ``gc_every``-th (0: never): garbage collection of unreachable git objects.
     Batch sizes come from ``tuning``; a full batch means more may wait, so it goes again."""
     ticks = 0
@@ -36,6 +45,9 @@ async def sweeper(
                 pass
             if ticks % 60 == 1:
                 await db.write(idempotency.purge_expired, idempotency_ttl)
+                before = db.clock() - delivery_retention_ms
+                while await db.write(webhooks.purge, before, purge) >= purge:
+                    pass
             if gc_every and ticks % gc_every == 0:
                 result = await asyncio.to_thread(gc.collect_all, db, batch=tuning.gc_delete_batch)
                 if result.deleted:

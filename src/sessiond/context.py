@@ -18,6 +18,7 @@ from sessiond.http.metrics import Metrics
 from sessiond.sandbox.manager import Sandboxes
 from sessiond.settings import Settings
 from sessiond.summaries.summarizer import Summarizer
+from sessiond.webhooks.dispatch import Dispatcher
 
 log = logging.getLogger("sessiond")
 
@@ -57,6 +58,7 @@ class AppContext:
     registry: Registry | None = None
     runner: Runner | None = None
     sandboxes: Sandboxes | None = None
+    webhooks: Dispatcher | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:

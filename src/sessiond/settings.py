@@ -142,6 +142,26 @@ class Settings(BaseModel):
     git_fetch_bytes: int = Field(default=512 * 1024**2, ge=1)
     git_timeout_seconds: float = Field(default=120.0, gt=0)
 
+    # Webhooks (docs/webhooks.md). Private and loopback targets are allowed unless this
+    # is false; link-local ones (cloud metadata) never are.
+    webhook_allow_private: bool = True
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Attempts per delivery, and the wait before each retry: base · 2^(attempt - 1),
+    # ± 20 % jitter (1, 2, 4, … 64 s with the defaults: 8 attempts over ~2 minutes).
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_retry_base_seconds: float = Field(default=1.0, gt=0)
+    # A webhook whose deliveries fail for good this many times in a row is deactivated.
+    webhook_deactivate_after: int = Field(default=100, ge=1)
+    webhooks_per_account: int = Field(default=100, ge=1)
+    # How often the dispatcher looks for work without being woken by an event, how long
+    # its claim on a webhook lasts unless renewed, and how many webhooks it sends for at
+    # once.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_lease_seconds: float = Field(default=30.0, gt=0)
+    webhook_concurrency: int = Field(default=8, ge=1)
+    # Succeeded and failed deliveries are purged by the sweep after this long.
+    webhook_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
     access_log: bool = True
     log_level: str = "info"
 

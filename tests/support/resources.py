@@ -30,6 +30,8 @@ class Resources:
     checkpoint_id: str
     turn_id: str
     key_id: str
+    webhook_id: str
+    delivery_id: str
     key: str = CACHE_KEY  # a cache key
     path: str = FILE_PATH  # a workspace file
 
@@ -78,6 +80,10 @@ def make_resources(admin: Api) -> Resources:
     """A workspace, a session in it holding one of everything, and an extra API key."""
     workspace = admin.post("/v1/workspaces", {"id": "team-a", "name": "Team A"}, expect=201)
     workspace_id = workspace.json()["workspace"]["id"]
+    # A webhook of the session's custom events, sent where nothing listens (port 9): it
+    # gets a pending delivery, and is then deactivated so that nothing moves any more.
+    body = {"url": "http://127.0.0.1:9/", "types": ["custom."]}
+    webhook_id = admin.post("/v1/webhooks", body, expect=201).json()["webhook"]["id"]
     sid = admin.session(
         workspaceId=workspace_id,
         title="private",
@@ -87,6 +93,17 @@ def make_resources(admin: Api) -> Resources:
     )["id"]
     ids = fill_session(admin, sid)
     key = admin.post("/v1/keys", {"name": "spare", "role": "read"}, expect=201)
+    deliveries = f"/v1/webhooks/{webhook_id}/deliveries"
+    deadline = time.monotonic() + 30
+    while not (made := admin.get(deliveries).json()["deliveries"]):
+        assert time.monotonic() < deadline, "the webhook made no delivery"
+        time.sleep(0.05)
+    admin.patch(f"/v1/webhooks/{webhook_id}", {"active": False}, expect=200)
     return Resources(
-        workspace_id=workspace_id, session_id=sid, key_id=key.json()["key"]["id"], **ids
+        workspace_id=workspace_id,
+        session_id=sid,
+        key_id=key.json()["key"]["id"],
+        webhook_id=webhook_id,
+        delivery_id=made[0]["id"],
+        **ids,
     )

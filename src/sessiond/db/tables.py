@@ -404,3 +404,47 @@ agent_leases = sa.Table(
     sa.Column("expires_at", Ms, nullable=False),
     sa.Index(None, "owner"),
 )
+
+# Webhooks (docs/design/webhooks.md): a subscription per row, with the cursor of the
+# event log it has turned into deliveries and the lease of the instance sending for it.
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("types", sa.JSON, nullable=False),
+    sa.Column("workspace_id", sa.String(63), nullable=True),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("cursor", EventId, nullable=False),
+    sa.Column("failed_in_a_row", sa.Integer, nullable=False),
+    sa.Column("deactivated_reason", sa.Text, nullable=True),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_until", Ms, nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index(None, "account_id", "id"),
+)
+
+# One event to one webhook: its body frozen when made, its attempts and outcome.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("webhook_id", sa.String(40), nullable=False),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("event_id", EventId, nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", Ms, nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.UniqueConstraint("webhook_id", "event_id"),
+    sa.Index(None, "webhook_id", "status", "event_id"),
+    sa.Index(None, "status", "updated_at"),
+)
