@@ -165,9 +165,15 @@ def test_events_arrive_signed_in_order_as_stored(admin: Api, api: Api) -> None:
                 "another secret!!", ts, r.body, r.headers["sessiond-signature"]
             )
             assert not signing.verify(secret, ts, r.body + b" ", r.headers["sessiond-signature"])
-        log = deliveries(admin, webhook["id"])
+        # The outcomes are recorded after the POSTs they describe: wait for them.
+        log = wait_until(
+            lambda: (
+                (x := deliveries(admin, webhook["id"]))
+                and {d["status"] for d in x} == {"succeeded"}
+                and x
+            )
+        )
         assert [d["eventId"] for d in log] == [e["id"] for e in stored]
-        assert {d["status"] for d in log} == {"succeeded"}
         assert {(d["attempts"], d["lastStatusCode"], d["nextAttemptAt"]) for d in log} == {
             (1, 200, None)
         }

@@ -22,11 +22,15 @@ import httpx
 from sessiond.db.executor import Database
 from sessiond.settings import Settings
 from sessiond.webhooks import service, signing
-from sessiond.webhooks.targets import TargetRefused, check_target
+from sessiond.webhooks.targets import TargetRefused, check_target, needs_lookup
 
 log = logging.getLogger("sessiond.webhooks")
 
 FAN_OUT_BATCH = 500
+# Deliveries read per step, and the longest a step sends before recording its outcomes
+# (a crash in between sends them again: at least once).
+SEND_BATCH = 100
+BATCH_SECONDS = 2.0
 CLAIM_PAUSE_SECONDS = 0.02
 STOP_SECONDS = 5.0
 ERROR_CHARS = 500
@@ -142,38 +146,44 @@ class Dispatcher:
     async def _work(self, webhook_id: str) -> None:
         try:
             while not self._closed:
-                read = await self.db.write(
-                    service.fan_out, webhook_id, self.owner, self.lease_ms, FAN_OUT_BATCH
-                )
-                if read is None:
-                    return  # lease lost, webhook inactive or deleted
-                head = await self.db.read(service.head, webhook_id)
-                if head is None:
-                    if read:
-                        continue  # more events may be past the cursor
-                    break
-                if head.due_at > self.db.clock():
-                    if read:
+                heads, behind = await self.db.read(service.heads, webhook_id, SEND_BATCH)
+                if behind:
+                    read = await self.db.write(
+                        service.fan_out, webhook_id, self.owner, self.lease_ms, FAN_OUT_BATCH
+                    )
+                    if read is None:
+                        return  # lease lost, webhook inactive or deleted
+                    if not heads:
                         continue
-                    break  # the next attempt is later: claimed again when due
-                outcome = await self._send(head)
+                outcomes = await self._send_in_order(heads)
+                if not outcomes:
+                    break  # nothing due now: claimed again when it is
                 kept = await self.db.write(
-                    service.record,
-                    webhook_id,
-                    head.delivery_id,
-                    self.owner,
-                    self.lease_ms,
-                    self.policy,
-                    outcome,
+                    service.record, webhook_id, self.owner, self.lease_ms, self.policy, outcomes
                 )
                 if not kept:
-                    return
+                    return  # lease lost: the next holder sends what was not recorded
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("webhook %s: sending failed; will retry", webhook_id)
         with contextlib.suppress(Exception):
             await self.db.write(service.release, webhook_id, self.owner)
+
+    async def _send_in_order(self, heads: list[service.Head]) -> list[tuple[str, service.Outcome]]:
+        """Send the due deliveries one after the other, stopping at the first failure (it
+        holds back the later ones) and after ``BATCH_SECONDS`` (the outcomes are recorded
+        in one transaction, well within the lease)."""
+        outcomes: list[tuple[str, service.Outcome]] = []
+        started = time.monotonic()
+        for head in heads:
+            if self._closed or head.due_at > self.db.clock():
+                break
+            outcome = await self._send(head)
+            outcomes.append((head.delivery_id, outcome))
+            if not outcome.ok or time.monotonic() - started > BATCH_SECONDS:
+                break
+        return outcomes
 
     async def _send(self, head: service.Head) -> service.Outcome:
         """One attempt: POST the delivery's body, signed. A 2xx in time is success."""
@@ -190,9 +200,11 @@ class Dispatcher:
         }
         timeout = self.settings.webhook_timeout_seconds
         try:
-            await asyncio.to_thread(
-                check_target, head.url, allow_private=self.settings.webhook_allow_private
-            )
+            private = self.settings.webhook_allow_private
+            if needs_lookup(head.url):  # DNS: off the event loop
+                await asyncio.to_thread(check_target, head.url, allow_private=private)
+            else:
+                check_target(head.url, allow_private=private)
             async with asyncio.timeout(timeout):
                 status, start = await self._post(head.url, body, headers)
         except TargetRefused as e:

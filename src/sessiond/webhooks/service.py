@@ -2,7 +2,7 @@
 
 The dispatcher's steps are here too, each one transaction (docs/design/webhooks.md):
 ``claim`` a lease on webhooks with work, ``fan_out`` new events into deliveries,
-``head`` (the oldest pending delivery), ``record`` an attempt's outcome, ``release``.
+``heads`` (the oldest pending deliveries), ``record`` attempts' outcomes, ``release``.
 Every step that changes a webhook's deliveries checks that the caller still holds its
 lease, so an instance that lost it (paused past its expiry) changes nothing.
 
@@ -428,7 +428,9 @@ class Head:
     secret: str
 
 
-def head(tx: Tx, webhook_id: str) -> Head | None:
+def heads(tx: Tx, webhook_id: str, limit: int) -> tuple[list[Head], bool]:
+    """The webhook's oldest ``limit`` pending deliveries in event-id order, and whether
+    events past its cursor wait to be fanned out (read-only)."""
     q = (
         sa.select(
             d.c.id,
@@ -443,21 +445,22 @@ def head(tx: Tx, webhook_id: str) -> Head | None:
         .join(w, w.c.id == d.c.webhook_id)
         .where(d.c.webhook_id == webhook_id, d.c.status == "pending")
         .order_by(d.c.event_id)
-        .limit(1)
+        .limit(limit)
     )
-    row = tx.conn.execute(q).first()
-    if row is None:
-        return None
-    return Head(
-        row.id,
-        row.event_id,
-        row.event_type,
-        row.body,
-        row.attempts,
-        row.next_attempt_at or 0,
-        row.url,
-        row.secret,
-    )
+    out = [
+        Head(r.id, r.event_id, r.event_type, r.body, r.attempts, r.next_attempt_at or 0, r.url,
+             r.secret)
+        for r in tx.conn.execute(q)
+    ]  # fmt: skip
+    e = t.events
+    behind = tx.conn.execute(
+        sa.select(
+            sa.exists().where(
+                w.c.id == webhook_id, e.c.account_id == w.c.account_id, e.c.id > w.c.cursor
+            )
+        )
+    ).scalar_one()
+    return out, bool(behind)
 
 
 @dataclass(frozen=True)
@@ -470,38 +473,55 @@ class Outcome:
 def record(
     tx: Tx,
     webhook_id: str,
-    delivery_id: str,
     owner: str,
     lease_ms: int,
     policy: Policy,
-    outcome: Outcome,
+    outcomes: list[tuple[str, Outcome]],
 ) -> bool:
-    """Write one attempt's outcome (and the webhook's failure count, and its deactivation
-    at ``policy.deactivate_after`` failures in a row). False when the lease is lost: then
-    nothing is written and the holder sends it again."""
+    """Write the outcomes of attempts made one after the other (delivery id, outcome),
+    the webhook's failure count, and its deactivation at ``policy.deactivate_after``
+    failures in a row. False when the lease is lost: then nothing is written and the
+    next holder sends them again (at least once)."""
     hook = _held(tx, webhook_id, owner, lease_ms)
     if hook is None:
         return False
-    row = tx.conn.execute(sa.select(d).where(d.c.id == delivery_id)).first()
-    if row is None or row.status != "pending":
-        return True  # retried, or the webhook deleted meanwhile: nothing to record
-    attempts = row.attempts + 1
-    values: dict[str, Any] = {
-        "attempts": attempts,
-        "last_status_code": outcome.status_code,
-        "last_error": None if outcome.ok else (outcome.error or "")[:2000],
-        "updated_at": tx.now,
-    }
     before = failed_in_a_row = hook["failed_in_a_row"]
-    if outcome.ok:
-        values.update(status="succeeded", next_attempt_at=None)
-        failed_in_a_row = 0
-    elif attempts >= policy.max_attempts:
-        values.update(status="failed", next_attempt_at=None)
-        failed_in_a_row += 1
-    else:
-        values["next_attempt_at"] = tx.now + policy.delay_ms(attempts)
-    tx.conn.execute(d.update().where(d.c.id == delivery_id).values(**values))
+    ids = [delivery_id for delivery_id, _ in outcomes]
+    rows = {
+        r.id: r
+        for r in tx.conn.execute(sa.select(d.c.id, d.c.status, d.c.attempts).where(d.c.id.in_(ids)))
+    }
+    done = []
+    for delivery_id, outcome in outcomes:
+        row = rows.get(delivery_id)
+        if row is None or row.status != "pending":
+            continue  # retried, or the webhook deleted meanwhile: nothing to record
+        attempts = row.attempts + 1
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status_code": outcome.status_code,
+            "last_error": None if outcome.ok else (outcome.error or "")[:2000],
+            "updated_at": tx.now,
+        }
+        if outcome.ok:
+            values.update(status="succeeded", next_attempt_at=None)
+            failed_in_a_row = 0
+            done.append(delivery_id)
+            continue
+        if attempts >= policy.max_attempts:
+            values.update(status="failed", next_attempt_at=None)
+            failed_in_a_row += 1
+        else:
+            values["next_attempt_at"] = tx.now + policy.delay_ms(attempts)
+        tx.conn.execute(d.update().where(d.c.id == delivery_id).values(**values))
+    if done:  # the usual case, in one statement
+        tx.conn.execute(
+            d.update()
+            .where(d.c.id.in_(done))
+            .values(status="succeeded", attempts=d.c.attempts + 1, last_status_code=sa.case(
+                {i: o.status_code for i, o in outcomes if i in done}, value=d.c.id),
+                last_error=None, next_attempt_at=None, updated_at=tx.now)
+        )  # fmt: skip
     if failed_in_a_row == before:
         return True
     hook_values: dict[str, Any] = {"failed_in_a_row": failed_in_a_row}

@@ -59,6 +59,16 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+def needs_lookup(url: str) -> bool:
+    """Whether checking ``url`` asks DNS (its host is a name, not an address literal)."""
+    try:
+        host = urlsplit(url).hostname or ""
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
+
+
 def check_target(url: str, *, allow_private: bool) -> None:
     """Refuse ``url`` unless it is well formed and every address of its host is allowed."""
     host, port = check_url(url)
