@@ -18,6 +18,7 @@ from sessiond.app import create_app
 from sessiond.events.store import EventFilter, list_events
 from sessiond.settings import Settings
 from sessiond.webhooks import signing
+from sessiond.webhooks.service import matches
 from tests.support.api import Api, Tenant
 from tests.support.receiver import Received, receiver
 from tests.support.servers import start_server, stop_server
@@ -64,6 +65,27 @@ def wait_until(check: Any, timeout: float = 20.0) -> Any:
 
 
 # -- registration --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("types", "event_type", "expected"),
+    [
+        (["*"], "anything.at.all", True),
+        (["session."], "session.created", True),
+        (["session.*"], "session.created", True),
+        (["session."], "sessions.created", False),
+        (["session"], "session", True),
+        (["session"], "session.created", True),
+        (["session"], "sessions.created", False),
+        (["session.created"], "session.created", True),
+        (["session.created"], "session.created.more", True),
+        (["session.create"], "session.created", False),
+        (["turn.completed", "message."], "message.updated", True),
+        (["turn.completed", "message."], "turn.failed", False),
+    ],
+)
+def test_type_patterns(types: list[str], event_type: str, expected: bool) -> None:
+    assert matches(types, event_type) is expected
 
 
 def test_create_shows_the_secret_once_and_reads_never(

@@ -27,9 +27,10 @@ from sessiond.webhooks.targets import TargetRefused, check_target, needs_lookup
 log = logging.getLogger("sessiond.webhooks")
 
 FAN_OUT_BATCH = 500
-# Deliveries read per step, and the longest a step sends before recording its outcomes
+# Deliveries read per step (bodies included: a message event may be ~1 MiB, so a step
+# holds at most this many), and the longest a step sends before recording its outcomes
 # (a crash in between sends them again: at least once).
-SEND_BATCH = 100
+SEND_BATCH = 25
 BATCH_SECONDS = 2.0
 CLAIM_PAUSE_SECONDS = 0.02
 STOP_SECONDS = 5.0
