@@ -314,11 +314,14 @@ def purge(tx: Tx, before: int, limit: int) -> int:
 
 
 def _has_work(now: int) -> sa.ColumnElement[bool]:
-    due = sa.exists().where(
-        d.c.webhook_id == w.c.id, d.c.status == "pending", d.c.next_attempt_at <= now
-    )
+    """A pending delivery is due, or there is none pending and events wait past the
+    cursor. (While a delivery waits for its retry nothing after it can be sent, so new
+    events wait too: claiming the webhook for them would only churn its lease.)"""
+    pending = d.c.webhook_id == w.c.id, d.c.status == "pending"
+    due = sa.exists().where(*pending, d.c.next_attempt_at <= now)
+    waiting = sa.exists().where(*pending)
     fresh = sa.exists().where(t.events.c.account_id == w.c.account_id, t.events.c.id > w.c.cursor)
-    return sa.or_(due, fresh)
+    return sa.or_(due, sa.and_(~waiting, fresh))
 
 
 def _claimable(now: int, owner: str, busy: list[str]) -> sa.ColumnElement[bool]:
