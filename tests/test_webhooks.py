@@ -18,7 +18,6 @@ from sessiond.app import create_app
 from sessiond.events.store import EventFilter, list_events
 from sessiond.settings import Settings
 from sessiond.webhooks import signing
-from sessiond.webhooks.service import matches
 from tests.support.api import Api, Tenant
 from tests.support.receiver import Received, receiver
 from tests.support.servers import start_server, stop_server
@@ -75,17 +74,21 @@ def wait_until(check: Any, timeout: float = 20.0) -> Any:
         (["session.*"], "session.created", True),
         (["session."], "sessions.created", False),
         (["session"], "session", True),
-        (["session"], "session.created", True),
+        (["session"], "session.created", False),
         (["session"], "sessions.created", False),
         (["session.created"], "session.created", True),
-        (["session.created"], "session.created.more", True),
+        (["session.created"], "session.created.more", False),
         (["session.create"], "session.created", False),
         (["turn.completed", "message."], "message.updated", True),
         (["turn.completed", "message."], "turn.failed", False),
     ],
 )
 def test_type_patterns(types: list[str], event_type: str, expected: bool) -> None:
-    assert matches(types, event_type) is expected
+    """The rule of the event streams' ``types``: exact types, or prefixes ending in ``.``
+    or ``*``."""
+    wanted = EventFilter("acc", types=tuple(types))
+    event = {"account_id": "acc", "session_id": None, "workspace_id": None, "type": event_type}
+    assert wanted.matches(event) is expected
 
 
 def test_create_shows_the_secret_once_and_reads_never(
@@ -149,6 +152,40 @@ def test_private_targets_can_be_refused(admin: Api) -> None:
         assert "private or loopback" in r.json()["details"]["errors"][0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "ftp://127.0.0.1/x"}, "url"),
+        ({"url": "http://169.254.169.254/"}, "url"),
+        ({"url": None}, "url"),
+        ({"types": []}, "types"),
+        ({"types": ["a b"]}, "types"),
+        ({"types": None}, "types"),
+        ({"secret": "short"}, "secret"),
+        ({"active": None}, "active"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_bad_patches_are_422_and_change_nothing(
+    admin: Api, body: dict[str, Any], field: str
+) -> None:
+    webhook, _ = hook(admin, "http://127.0.0.1:9/x")
+    base = f"/v1/webhooks/{webhook['id']}"
+    r = admin.patch(base, body, expect=422, code="validation_error")
+    assert field in [e["field"] for e in r.json()["details"]["errors"]]
+    assert admin.get(base).json()["webhook"] == webhook
+
+
+@pytest.mark.settings(**QUICK, webhooks_per_account=2)
+def test_an_account_has_at_most_the_configured_webhooks(admin: Api) -> None:
+    hook(admin, "http://127.0.0.1:9/a")
+    second, _ = hook(admin, "http://127.0.0.1:9/b")
+    admin.post("/v1/webhooks", {"url": "http://127.0.0.1:9/c", "types": ["*"]}, expect=409,
+               code="conflict")  # fmt: skip
+    admin.delete(f"/v1/webhooks/{second['id']}", expect=204)
+    hook(admin, "http://127.0.0.1:9/c")
+
+
 def test_another_accounts_webhook_is_404(client: TestClient, admin: Api, other: Tenant) -> None:
     webhook, _ = hook(admin, "http://127.0.0.1:9/x")
     theirs = other.api(client, "admin")
@@ -157,6 +194,15 @@ def test_another_accounts_webhook_is_404(client: TestClient, admin: Api, other: 
     theirs.patch(base, {"active": False}, expect=404, code="not_found")
     theirs.delete(base, expect=404, code="not_found")
     theirs.get(base + "/deliveries", expect=404, code="not_found")
+    # A delivery is found only through its own webhook.
+    with receiver() as rec:
+        mine, _ = hook(admin, rec.url, types=["session.created"])
+        admin.session()
+        made = wait_until(lambda: deliveries(admin, mine["id"]))
+        wrong = f"{base}/deliveries/{made[0]['id']}"
+        admin.get(wrong, expect=404, code="not_found")
+        admin.post(wrong + "/retry", expect=404, code="not_found")
+        theirs.post(f"/v1/webhooks/{mine['id']}/deliveries/{made[0]['id']}/retry", expect=404)
     assert theirs.get("/v1/webhooks").json()["webhooks"] == []
     admin.post("/v1/webhooks", {"url": "http://127.0.0.1:9/", "types": ["*"],
                "workspaceId": "nope"}, expect=404, code="not_found")  # fmt: skip

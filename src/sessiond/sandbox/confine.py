@@ -50,8 +50,6 @@ ETC = (
 )
 TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SETPRIV = "/usr/bin/setpriv"
-PRLIMIT = shutil.which("prlimit") or ""
-
 
 class SandboxUnavailable(RuntimeError):
     """``SESSIOND_SANDBOX=bwrap`` and bubblewrap is missing or does not work here."""
@@ -79,10 +77,11 @@ class RLimits:
         """(resource, value) of each limit that is set, soft = hard = value."""
         return [(kind, value) for kind, _, value in self._named() if value > 0]
 
-    def prlimit(self) -> list[str]:
-        """The ``prlimit`` argv prefix that sets these limits (empty when none is set)."""
+    def prlimit(self, executable: str) -> list[str]:
+        """The argv prefix that sets these limits with the ``prlimit`` at ``executable``
+        (empty when none is set)."""
         options = [f"--{name}={value}:{value}" for _, name, value in self._named() if value > 0]
-        return [PRLIMIT, *options, "--"] if options else []
+        return [executable, *options, "--"] if options else []
 
 
 @dataclass(frozen=True)
@@ -90,6 +89,8 @@ class Confinement:
     mode: str  # "bwrap" | "none"
     network: bool = True
     bwrap: str | None = None
+    # util-linux's prlimit, which sets the rlimits (None: not found, ``preexec`` does).
+    prlimit: str | None = None
     # Root: bwrap runs privileged and setpriv drops to a uid per session.
     per_session_uid: bool = False
     uid_base: int = 200_000
@@ -122,7 +123,7 @@ class Confinement:
         read-write at their own paths, ``readable`` (the agent's installation) read-only,
         the working directory ``chdir``, the rlimits set by ``prlimit`` as the last step
         (after ``setpriv``: the process limit counts the session's uid)."""
-        limits = self.rlimits.prlimit() if PRLIMIT else []
+        limits = self.rlimits.prlimit(self.prlimit) if self.prlimit else []
         if not self.confined:
             return [*limits, *argv]
         assert self.bwrap is not None
@@ -185,7 +186,7 @@ class Confinement:
         only (nothing that takes a lock: it runs in a forked copy of a threaded process).
         None when ``command`` sets them (it does whenever ``prlimit`` exists)."""
         pairs = self.rlimits.pairs()
-        if not pairs or PRLIMIT:
+        if not pairs or self.prlimit:
             return None
 
         def apply() -> None:
@@ -258,7 +259,12 @@ def resolve(
         raise ValueError(f"SESSIOND_SANDBOX must be one of {', '.join(MODES)}, not {mode!r}")
     per_uid = os.geteuid() == 0 and os.path.exists(SETPRIV)
     base = Confinement(
-        "none", network=network, uid_base=uid_base, rlimits=rlimits, hidden=tuple(hidden)
+        "none",
+        network=network,
+        prlimit=shutil.which("prlimit"),
+        uid_base=uid_base,
+        rlimits=rlimits,
+        hidden=tuple(hidden),
     )
     if mode == "none":
         return _settle(replace(base, reason="SESSIOND_SANDBOX=none"))

@@ -163,7 +163,7 @@ class Sandboxes:
             ):
                 return layout
             kind = await self.db.write(
-                state.begin, account_id, session_id, self.host, on_disk=layout.work.is_dir()
+                state.begin, account_id, session_id, self.host, on_disk=on_disk
             )
             if kind == state.READY:
                 return layout

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
+from sessiond.errors import SessionBusy
 from sessiond.sessions import kernel
 
 STATES = ("provisioning", "active", "hibernating", "hibernated", "restoring", "failed")
@@ -88,8 +89,12 @@ def used(tx: Tx, account_id: str, session_id: str) -> None:
 
 
 def hibernating(tx: Tx, account_id: str, session_id: str) -> bool:
-    """Mark an active sandbox ``hibernating``; False when it is not active."""
+    """Mark an active sandbox ``hibernating``; False when it is not active. Raises
+    ``SessionBusy`` while a turn runs (the row says so from the moment the turn is
+    claimed, before its runner takes the directory)."""
     row = kernel.load_for_write(tx, account_id, session_id)
+    if row["activity"] == "busy":
+        raise SessionBusy("a turn runs in this session; hibernate it when the turn ends")
     box = dict(row["sandbox"] or {})
     if box.get("state") != "active":
         return False

@@ -58,12 +58,6 @@ class Dispatcher:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
-            follow_redirects=False,
-            headers={"User-Agent": "sessiond-webhooks"},
-            limits=httpx.Limits(max_connections=self.settings.webhook_concurrency * 2),
-        )
         self._loop_task = asyncio.create_task(self._run(), name="webhooks")
 
     async def stop(self) -> None:
@@ -85,7 +79,7 @@ class Dispatcher:
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Bus listener: a committed event may be one a webhook wants."""
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
         """Look for work now (a delivery was retried, a webhook resumed)."""
@@ -188,7 +182,6 @@ class Dispatcher:
 
     async def _send(self, head: service.Head) -> service.Outcome:
         """One attempt: POST the delivery's body, signed. A 2xx in time is success."""
-        assert self._client is not None
         body = head.body.encode("utf-8")
         timestamp = str(int(time.time()))
         headers = {
@@ -219,10 +212,21 @@ class Dispatcher:
         text = start.decode("utf-8", errors="replace").strip()
         return service.Outcome(False, status, f"HTTP {status}" + (f": {text}" if text else ""))
 
+    def _http(self) -> httpx.AsyncClient:
+        """The HTTP client, made at the first send (its TLS context costs tens of
+        milliseconds: not paid by a server that has no webhook)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
+                follow_redirects=False,
+                headers={"User-Agent": "sessiond-webhooks"},
+                limits=httpx.Limits(max_connections=self.settings.webhook_concurrency * 2),
+            )
+        return self._client
+
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """The answer's status and the start of its body (the rest is not read)."""
-        assert self._client is not None
-        async with self._client.stream("POST", url, content=body, headers=headers) as response:
+        async with self._http().stream("POST", url, content=body, headers=headers) as response:
             start = b""
             if not 200 <= response.status_code < 300:
                 async for chunk in response.aiter_bytes():

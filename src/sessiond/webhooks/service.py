@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import Conflict, NotFound, invalid
-from sessiond.events.store import render_event
+from sessiond.events.store import EventFilter, render_event
 from sessiond.ids import iso, new_id
 from sessiond.pagination import keyset
 from sessiond.webhooks import signing
@@ -92,22 +92,6 @@ def render_delivery(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def matches(types: list[str], event_type: str) -> bool:
-    """An event type against a webhook's ``types``: ``*`` is every type; ``a.`` and
-    ``a.*`` every type under ``a.``; anything else that type exactly, or under it
-    (``session`` is ``session`` and ``session.*``)."""
-    for pattern in types:
-        if pattern == "*":
-            return True
-        stem = pattern[:-1] if pattern.endswith("*") else pattern
-        if stem.endswith("."):
-            if event_type.startswith(stem):
-                return True
-        elif event_type == stem or event_type.startswith(stem + "."):
-            return True
-    return False
-
-
 def _check_url(url: str) -> None:
     try:
         check_url(url)
@@ -166,7 +150,6 @@ def create(tx: Tx, account_id: str, body: WebhookCreate, *, per_account: int) ->
     ).scalar_one()
     if count >= per_account:
         raise Conflict(f"this account has {count} webhooks, the most it may have")
-    cursor = tx.conn.execute(sa.select(sa.func.max(t.events.c.id))).scalar_one() or 0
     secret = body.secret or signing.new_secret()
     row = {
         "id": new_id("whk"),
@@ -176,7 +159,7 @@ def create(tx: Tx, account_id: str, body: WebhookCreate, *, per_account: int) ->
         "workspace_id": body.workspace_id,
         "secret": secret,
         "active": body.active,
-        "cursor": cursor,
+        "cursor": 0,  # set below: its own creation event
         "failed_in_a_row": 0,
         "deactivated_reason": None,
         "lease_owner": None,
@@ -184,12 +167,11 @@ def create(tx: Tx, account_id: str, body: WebhookCreate, *, per_account: int) ->
         "created_at": tx.now,
         "updated_at": tx.now,
     }
-    tx.conn.execute(w.insert().values(**row))
+    # Its deliveries start after its own creation event (ids follow commit order).
     _event(tx, row, "created", active=row["active"])
-    # Its deliveries start after its own creation event.
     tx.flush_events()
     row["cursor"] = tx.events[-1]["id"]
-    tx.conn.execute(w.update().where(w.c.id == row["id"]).values(cursor=row["cursor"]))
+    tx.conn.execute(w.insert().values(**row))
     return {"webhook": render(row), "secret": secret}
 
 
@@ -214,8 +196,11 @@ def list_page(
 def update(tx: Tx, account_id: str, webhook_id: str, body: WebhookPatch) -> dict[str, Any]:
     """Change the fields given. ``active: true`` on a deactivated webhook resumes it where
     it stopped (its cursor and pending deliveries are kept) and clears the failure count."""
-    row = _row(tx, account_id, webhook_id, lock=True)
     given = body.model_fields_set
+    for name in ("url", "types", "secret", "active"):
+        if name in given and getattr(body, name) is None:
+            raise invalid(name, "may not be null")
+    row = _row(tx, account_id, webhook_id, lock=True)
     values: dict[str, Any] = {}
     if body.url is not None:
         _check_url(body.url)
@@ -387,11 +372,12 @@ def fan_out(tx: Tx, webhook_id: str, owner: str, lease_ms: int, batch: int) -> i
     rows = [dict(r._mapping) for r in tx.conn.execute(q.order_by(e.c.id).limit(batch))]
     if not rows:
         return 0
+    wanted = EventFilter(
+        hook["account_id"], workspace_id=hook["workspace_id"], types=tuple(hook["types"])
+    )
     made = []
     for event in rows:
-        if hook["workspace_id"] is not None and event["workspace_id"] != hook["workspace_id"]:
-            continue
-        if not matches(hook["types"], event["type"]):
+        if not wanted.matches(event):
             continue
         made.append(
             {
@@ -494,37 +480,27 @@ def record(
         r.id: r
         for r in tx.conn.execute(sa.select(d.c.id, d.c.status, d.c.attempts).where(d.c.id.in_(ids)))
     }
-    done = []
     for delivery_id, outcome in outcomes:
         row = rows.get(delivery_id)
         if row is None or row.status != "pending":
-            continue  # retried, or the webhook deleted meanwhile: nothing to record
+            continue  # the webhook was deleted meanwhile: nothing to record
         attempts = row.attempts + 1
         values: dict[str, Any] = {
             "attempts": attempts,
             "last_status_code": outcome.status_code,
             "last_error": None if outcome.ok else (outcome.error or "")[:2000],
             "updated_at": tx.now,
+            "next_attempt_at": None,
         }
         if outcome.ok:
-            values.update(status="succeeded", next_attempt_at=None)
+            values["status"] = "succeeded"
             failed_in_a_row = 0
-            done.append(delivery_id)
-            continue
-        if attempts >= policy.max_attempts:
-            values.update(status="failed", next_attempt_at=None)
+        elif attempts >= policy.max_attempts:
+            values["status"] = "failed"
             failed_in_a_row += 1
         else:
             values["next_attempt_at"] = tx.now + policy.delay_ms(attempts)
         tx.conn.execute(d.update().where(d.c.id == delivery_id).values(**values))
-    if done:  # the usual case, in one statement
-        tx.conn.execute(
-            d.update()
-            .where(d.c.id.in_(done))
-            .values(status="succeeded", attempts=d.c.attempts + 1, last_status_code=sa.case(
-                {i: o.status_code for i, o in outcomes if i in done}, value=d.c.id),
-                last_error=None, next_attempt_at=None, updated_at=tx.now)
-        )  # fmt: skip
     if failed_in_a_row == before:
         return True
     hook_values: dict[str, Any] = {"failed_in_a_row": failed_in_a_row}
