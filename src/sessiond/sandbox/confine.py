@@ -51,6 +51,7 @@ ETC = (
 TOP_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SETPRIV = "/usr/bin/setpriv"
 
+
 class SandboxUnavailable(RuntimeError):
     """``SESSIOND_SANDBOX=bwrap`` and bubblewrap is missing or does not work here."""
 
