@@ -10,6 +10,7 @@ FIELDS = {
     "context", "parentId", "forkedFrom", "agent", "model", "mode", "permissions", "usage",
     "hibernateAfterSeconds", "ttlSeconds", "expiresAt",
     "ephemeral", "messageCount", "summary", "lastError", "workspace", "repo", "sandbox",
+    "compactions", "importedFrom",
     "lifecycleVersion", "createdAt", "updatedAt", "lastActivityAt", "closedAt",
 }  # fmt: skip
 
@@ -42,6 +43,7 @@ def test_session_object_is_complete(api: Api) -> None:
         "costUsd": 0.0,
         "turns": 0,
     }
+    assert s["compactions"] == 0 and s["importedFrom"] is None
     assert s["lifecycleVersion"] == 1
     assert s["createdAt"].endswith("Z") and len(s["createdAt"]) == 24
 

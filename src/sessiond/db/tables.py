@@ -110,6 +110,9 @@ sessions = sa.Table(
     sa.Column("sandbox_host", sa.String(200), nullable=True),
     sa.Column("sandbox_due", Ms, nullable=True),
     sa.Column("hibernate_after_seconds", sa.BigInteger, nullable=True),
+    # How many times the conversation was compacted; where an imported session came from.
+    sa.Column("compactions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("imported_from", sa.JSON, nullable=True),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),
@@ -447,4 +450,56 @@ webhook_deliveries = sa.Table(
     sa.UniqueConstraint("webhook_id", "event_id"),
     sa.Index(None, "webhook_id", "status", "event_id"),
     sa.Index(None, "status", "updated_at"),
+)
+
+
+# Memory (docs/design/memory.md). ``num`` is the full-text index's row id (SQLite FTS5
+# ``memories_fts`` with ``content_rowid='num'``, kept by triggers; on PostgreSQL a
+# generated ``tsv`` column with a GIN index): both are made by migration 0009 and are
+# not declared here. ``summary_of`` is the session whose summary this is (one per
+# session: unique, NULLs allowed).
+memories = sa.Table(
+    "memories",
+    metadata,
+    sa.Column("num", EventId, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("namespace", sa.String(128), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("session_id", sa.String(40), nullable=True),
+    sa.Column("workspace_id", sa.String(63), nullable=True),
+    sa.Column("summary_of", sa.String(40), nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Column("expires_at", Ms, nullable=True),
+    sa.Index(None, "account_id", "namespace", "num"),
+    sa.Index(None, "account_id", "num"),
+    sa.Index(None, "account_id", "session_id"),
+    sa.Index(None, "account_id", "summary_of", unique=True),
+    sa.Index(None, "expires_at"),
+    sqlite_autoincrement=True,
+)
+
+# A memory's vector under one embedding model (float32, normalized). Several models may
+# coexist while a re-embed runs; search reads only the configured model's rows.
+memory_vectors = sa.Table(
+    "memory_vectors",
+    metadata,
+    sa.Column("memory_num", EventId, primary_key=True),
+    sa.Column("model", sa.String(300), primary_key=True),
+    sa.Column("account_id", sa.String(40), nullable=False),
+    sa.Column("dims", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Index(None, "account_id", "model"),
+)
+
+# Bumped in the transaction of every change to an account's memories or vectors: the
+# in-process vector matrices are rebuilt when it moved (on any instance).
+memory_generations = sa.Table(
+    "memory_generations",
+    metadata,
+    sa.Column("account_id", sa.String(40), primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False),
 )

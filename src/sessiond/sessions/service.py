@@ -171,6 +171,8 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
         "revert_undo": None,
         "commit_head": None,
         "environment_spec": None,
+        "compactions": 0,
+        "imported_from": None,
     }
     row["doc"] = session_doc(row)
     tx.conn.execute(t.sessions.insert(), row)
