@@ -170,7 +170,8 @@ def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) 
         cancel_grace_seconds=2.0,
         # Generous: a loaded 2-core machine starts a Python agent in bwrap in ~0.5-3 s.
         agent_start_timeout_seconds=20.0,
-        **(marker.kwargs if marker else {}),
+        # No embedding model in every test's app (tests/test_memory.py asks for one).
+        **{"embedder": "none", **(marker.kwargs if marker else {})},
     )
 
 

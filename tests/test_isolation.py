@@ -68,6 +68,7 @@ BODIES: dict[str, Body] = {
     "POST /v1/sessions/{session_id}/exec": lambda v: {"command": "echo taken over > f"},
     "PUT /v1/sessions/{session_id}/mode": lambda v: {"mode": "plan"},
     "PATCH /v1/webhooks/{webhook_id}": lambda v: {"url": "http://127.0.0.1:9/taken"},
+    "PATCH /v1/memory/{memory_id}": lambda v: {"text": "taken over"},
 }
 # Routes of server-wide configuration, the same for every account (the agents the
 # operator configured): not an account's resource, so not hidden.

@@ -60,7 +60,8 @@ def test_close_produces_a_summary_in_the_background(api: Api) -> None:
     assert closed["status"] == "closed"
     session = _wait_summary(api, sid)
     summary = session["summary"]
-    assert set(summary) == {"text", "files", "additions", "deletions"}
+    assert set(summary) == {"text", "files", "additions", "deletions", "by", "fallbackReason"}
+    assert summary["by"] == "builtin" and summary["fallbackReason"] is None
     text = summary["text"]
     assert "Session: Login bug" in text
     assert "Asked: Fix the login bug in auth.py | Also add a test" in text
@@ -87,6 +88,8 @@ def test_summarize_does_not_close(client: TestClient, api: Api, tenant: Any, oth
         "files": [],
         "additions": 0,
         "deletions": 0,
+        "by": "builtin",
+        "fallbackReason": None,
     }
     _conversation(api, sid)
     s = api.post(f"/v1/sessions/{sid}/summarize", expect=200).json()["summary"]

@@ -35,6 +35,8 @@ from sessiond.http.middleware import EdgeMiddleware
 from sessiond.http.ops import router as ops_router
 from sessiond.http.routing import RawBodyRoutes
 from sessiond.ids import now_ms
+from sessiond.memory.routes import router as memory_router
+from sessiond.memory.runtime import make_memory
 from sessiond.notes.routes import router as notes_router
 from sessiond.sandbox.confine import Confinement, RLimits, resolve
 from sessiond.sandbox.manager import Sandboxes
@@ -43,7 +45,7 @@ from sessiond.sessions.routes import router as sessions_router
 from sessiond.settings import Settings
 from sessiond.summaries import service as summaries
 from sessiond.summaries.routes import router as summaries_router
-from sessiond.summaries.summarizer import DefaultSummarizer, Summarizer
+from sessiond.summaries.summarizer import Summarizer, make_summarizer
 from sessiond.tasks.routes import router as tasks_router
 from sessiond.versions.routes import merge_router
 from sessiond.versions.routes import router as versions_router
@@ -106,7 +108,7 @@ def create_app(
     does; an embedder or a test process that builds many apps should not); ``clock``
     (milliseconds) replaces the wall clock as the time of every transaction."""
     metrics = Metrics()
-    summarize = summarizer or DefaultSummarizer(settings.summary_chars)
+    summarize = summarizer or make_summarizer(settings)
     access_log = AccessLog(access_stream) if settings.access_log else None
 
     @contextlib.asynccontextmanager
@@ -149,6 +151,9 @@ def create_app(
         webhooks = ctx.webhooks = Dispatcher(settings, db)
         bus.listeners.append(webhooks.on_event)
         await webhooks.start()
+        memory = ctx.memory = await asyncio.to_thread(make_memory, settings, db)
+        bus.listeners.append(memory.on_event)
+        await memory.start()
         sweeps: list[asyncio.Task[None]] = []
         if interval := settings.sweep_interval_seconds:  # None or 0: no background sweep
             sweeps.append(
@@ -181,6 +186,7 @@ def create_app(
             for job in jobs:
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
+            await memory.stop()
             await webhooks.stop()
             await runner.stop()
             await sandboxes.stop()
@@ -221,6 +227,7 @@ def create_app(
         sandbox_router,
         acp_router,
         webhooks_router,
+        memory_router,
     ):
         # The routes themselves, not ``include_router``: FastAPI (0.16x) includes a router
         # as a lazy wrapper that rebuilds every route's fields (a pydantic adapter per

@@ -13,6 +13,7 @@ from sessiond import idempotency
 from sessiond.cache import service as cache
 from sessiond.db.executor import Database
 from sessiond.files import gc
+from sessiond.memory import service as memories
 from sessiond.sessions import service as sessions
 from sessiond.settings import Tuning
 from sessiond.webhooks import service as webhooks
@@ -29,7 +30,7 @@ async def sweeper(
     tuning: Tuning,
     delivery_retention_ms: int,
 ) -> None:
-    """Every ``interval`` seconds: expiry, cache purge; every 60th: idempotency purge and
+    """Every ``interval`` seconds: expiry, cache and memory purge; every 60th: idempotency purge and
     final webhook deliveries older than ``delivery_retention_ms``;
     every ``gc_every``-th (0: never): garbage collection of unreachable git objects.
     Batch sizes come from ``tuning``; a full batch means more may wait, so it goes again."""
@@ -42,6 +43,8 @@ async def sweeper(
             while await db.write(sessions.sweep_expired, limit=expiry) >= expiry:
                 pass
             while await db.write(cache.purge_expired, limit=purge) >= purge:
+                pass
+            while await db.write(memories.purge_expired, purge) >= purge:
                 pass
             if ticks % 60 == 1:
                 await db.write(idempotency.purge_expired, idempotency_ttl)

@@ -28,6 +28,8 @@ accounts_app = typer.Typer(help="Manage accounts (tenants).", no_args_is_help=Tr
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
+memory_app = typer.Typer(help="Cross-session memory.", no_args_is_help=True)
+app.add_typer(memory_app, name="memory")
 
 err = Console(stderr=True)
 ADMIN_KEY_FILE = "admin.key"
@@ -166,6 +168,50 @@ def gc(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
         f"gc: {result.accounts} account(s), {result.marked} object(s) kept, "
         f"{result.deleted} deleted"
     )
+
+
+@memory_app.command("reembed")
+def memory_reembed(
+    all_items: Annotated[
+        bool, typer.Option("--all", help="Embed every item again, not only those without.")
+    ] = False,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Embed now every memory item that has no vector of the configured model
+    (SESSIOND_EMBEDDER / SESSIOND_EMBEDDING_MODEL); the server does it in the background
+    after a model change. Safe while the server runs."""
+    import asyncio
+
+    from sessiond.app import open_database
+    from sessiond.memory import service as memories
+    from sessiond.memory.embedders import EmbedError
+    from sessiond.memory.runtime import make_memory
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    db = open_database(settings)
+    try:
+        memory = make_memory(settings, db)
+        if memory.embedder is None:
+            _fail(
+                f"no embedder (SESSIOND_EMBEDDER={settings.embedder}): set builtin (pip "
+                "install 'sessiond[memory]') or openai:<base url>"
+            )
+        if all_items:
+            db.write_sync(memories.drop_vectors, memory.model)
+
+        def progress(done: int) -> None:
+            err.print(f"memory: {done} embedded…", highlight=False)
+
+        try:
+            done = asyncio.run(memory.embed_backlog(progress=progress))
+        except EmbedError as e:
+            _fail(f"embedding failed: {e}")
+        finally:
+            memory.close()
+    finally:
+        db.close()
+    print(f"memory: {done} {'memory' if done == 1 else 'memories'} embedded with {memory.model}")
 
 
 @accounts_app.command("create")

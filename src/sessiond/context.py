@@ -15,6 +15,7 @@ from sessiond.auth.principal import Principal
 from sessiond.db.executor import Database
 from sessiond.events.bus import EventBus
 from sessiond.http.metrics import Metrics
+from sessiond.memory.runtime import Memory
 from sessiond.sandbox.manager import Sandboxes
 from sessiond.settings import Settings
 from sessiond.summaries.summarizer import Summarizer
@@ -59,6 +60,7 @@ class AppContext:
     runner: Runner | None = None
     sandboxes: Sandboxes | None = None
     webhooks: Dispatcher | None = None
+    memory: Memory | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:

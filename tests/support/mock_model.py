@@ -9,7 +9,8 @@ Runs ``http.server.ThreadingHTTPServer`` in a background thread on 127.0.0.1 (a 
         ...  # point the agent at model.url (".../v1")
         assert model.chat_requests[1]["messages"][-1]["role"] == "tool"
 
-Endpoints: ``GET /v1/models`` and ``POST /v1/chat/completions``, with ``stream: true``
+Endpoints: ``GET /v1/models``, ``POST /v1/embeddings`` (see :meth:`MockModel.embed`) and
+``POST /v1/chat/completions``, with ``stream: true``
 (server-sent events, ``data: {...}`` chunks, then ``data: [DONE]``) or without. Each chat
 request takes the next reply from the queue, or ``default`` when the queue is empty. A reply
 is a :class:`Reply` (see :func:`text`, :func:`tool_call`, :func:`error`) or a callable that
@@ -62,7 +63,7 @@ class Reply:
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     chunks: int = 4  # how many pieces text and each tool call's arguments are streamed in
-    delay: float = 0.0  # seconds to sleep before each streamed chunk
+    delay: float = 0.0  # seconds to sleep before each streamed chunk (or a whole answer)
     status: int = 200  # not 200: answer with this status and an OpenAI-style error body
     finish_reason: str | None = None  # default: "tool_calls" when there are any, else "stop"
 
@@ -133,6 +134,14 @@ class MockModel:
         self.chat_requests: list[dict[str, Any]] = []
         self.aborted: list[int] = []  # indexes into chat_requests whose answer the client dropped
         self._queue: deque[ReplySource] = deque()
+        # Embeddings: a bag of words hashed into embedding_dims buckets (``synonyms`` maps
+        # a word to the one it counts as); the next ``embedding_failures`` requests get a
+        # 500; each answer waits ``embedding_delay`` seconds.
+        self.embedding_dims = 64
+        self.synonyms: dict[str, str] = {}
+        self.embedding_failures = 0
+        self.embedding_delay = 0.0
+        self.embedding_requests: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -152,6 +161,20 @@ class MockModel:
     def pending(self) -> int:
         with self._cond:
             return len(self._queue)
+
+    def embed(self, text: str) -> list[float]:
+        """The mock's embedding of ``text`` (not normalized; the server normalizes)."""
+        import hashlib
+        import re
+
+        vector = [0.0] * self.embedding_dims
+        for word in re.findall(r"\w+", text.lower()):
+            word = self.synonyms.get(word, word)
+            bucket = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big")
+            vector[bucket % self.embedding_dims] += 1.0
+        if not any(vector):
+            vector[0] = 1.0
+        return vector
 
     def wait_for_chat_requests(self, n: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -273,6 +296,9 @@ def _handler(model: MockModel) -> type[BaseHTTPRequestHandler]:
             body = self._read_body()
             model._record(self._entry(body))
             path = self.path.split("?", 1)[0].rstrip("/")
+            if path in ("/v1/embeddings", "/embeddings"):
+                self._embeddings(body)
+                return
             if path not in ("/v1/chat/completions", "/chat/completions"):
                 self._send_json(404, {"error": {"message": f"no route {self.path}"}})
                 return
@@ -291,6 +317,28 @@ def _handler(model: MockModel) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 if index is not None:
                     model._aborted(index)
+
+        def _embeddings(self, body: Any) -> None:
+            with model._cond:
+                model.embedding_requests.append(body)
+                failing = model.embedding_failures > 0
+                if failing:
+                    model.embedding_failures -= 1
+            time.sleep(model.embedding_delay)
+            if failing:
+                self._send_json(500, {"error": {"message": "mock embedding failure"}})
+                return
+            inputs = body.get("input") if isinstance(body, dict) else None
+            if isinstance(inputs, str):
+                inputs = [inputs]
+            if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+                self._send_json(400, {"error": {"message": "input must be strings"}})
+                return
+            data = [
+                {"object": "embedding", "index": i, "embedding": model.embed(text)}
+                for i, text in enumerate(inputs)
+            ]
+            self._send_json(200, {"object": "list", "data": data, "model": body.get("model")})
 
         def _answer(self, body: dict[str, Any], reply: Reply) -> None:
             if reply.status != 200:
@@ -313,6 +361,7 @@ def _handler(model: MockModel) -> type[BaseHTTPRequestHandler]:
                 "total_tokens": prompt_tokens + completion_tokens,
             }
             if not body.get("stream"):
+                time.sleep(reply.delay)  # once: the whole answer is one chunk
                 message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
                 if reply.tool_calls:
                     message["tool_calls"] = [

@@ -32,6 +32,7 @@ class Resources:
     key_id: str
     webhook_id: str
     delivery_id: str
+    memory_id: str
     key: str = CACHE_KEY  # a cache key
     path: str = FILE_PATH  # a workspace file
 
@@ -55,6 +56,11 @@ def fill_session(api: Api, sid: str) -> dict[str, str]:
     api.put(f"{base}/cache/{CACHE_KEY}", {"value": {"n": 1}}, expect=201)
     api.post(f"{base}/events", {"type": "custom.mine", "data": {"n": 1}}, expect=201)
     checkpoint = api.post(f"{base}/checkpoints", {"label": "mine"}, expect=201)
+    memory = api.post(
+        "/v1/memory",
+        {"namespace": "facts", "text": "the session's secret fact", "sessionId": sid},
+        expect=201,
+    )
     # A sandbox hibernated with something in its HOME (kept for the next restore).
     api.post(f"{base}/exec", {"command": 'echo state > "$HOME/state"'}, expect=200)
     api.post(f"{base}/sandbox:hibernate", expect=200)
@@ -73,6 +79,7 @@ def fill_session(api: Api, sid: str) -> dict[str, str]:
         "annotation_id": annotation.json()["annotation"]["id"],
         "approval_id": approval.json()["approval"]["id"],
         "checkpoint_id": checkpoint.json()["checkpoint"]["id"],
+        "memory_id": memory.json()["memory"]["id"],
     }
 
 

@@ -492,7 +492,7 @@ memory_vectors = sa.Table(
     sa.Column("dims", sa.Integer, nullable=False),
     sa.Column("vector", sa.LargeBinary, nullable=False),
     sa.Column("created_at", Ms, nullable=False),
-    sa.Index(None, "account_id", "model"),
+    sa.Index(None, "account_id", "model", "created_at"),
 )
 
 # Bumped in the transaction of every change to an account's memories or vectors: the

@@ -21,6 +21,7 @@ from sessiond.errors import (
     invalid,
 )
 from sessiond.ids import new_id
+from sessiond.memory import service as memories
 from sessiond.sessions import figures, kernel, lifecycle, refs
 from sessiond.sessions import validation as v
 from sessiond.sessions.merge_patch import merge_patch
@@ -364,7 +365,8 @@ def close(
 
 
 def delete(tx: Tx, account_id: str, session_id: str, *, if_match: int | str | None = None) -> None:
-    """Delete the session and everything that belongs to it (its events included).
+    """Delete the session and everything that belongs to it (its events and its memory
+    items included).
 
     The ``session.deleted`` event is written after, so account-wide streams see it.
     """
@@ -373,6 +375,7 @@ def delete(tx: Tx, account_id: str, session_id: str, *, if_match: int | str | No
     for table in SESSION_OWNED:
         tx.conn.execute(table.delete().where(table.c.session_id == session_id))
     tx.conn.execute(t.events.delete().where(t.events.c.session_id == session_id))
+    memories.delete_for_session(tx, account_id, session_id)
     tx.conn.execute(t.sessions.delete().where(t.sessions.c.id == session_id))
     kernel.emit(tx, row, "session.deleted", {"id": session_id})
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 
+from sessiond.errors import Forbidden
 from sessiond.http.deps import Ctx, Reader
 from sessiond.http.respond import Json
 from sessiond.http.routing import StrictRoute
 from sessiond.http.schemas import ERRORS
+from sessiond.models import ApiModel
 from sessiond.summaries import service as summaries
 
 router = APIRouter(
@@ -18,11 +18,18 @@ router = APIRouter(
 )
 
 
+class SummarizeBody(ApiModel):
+    # Also store the summary as the session's memory item (namespace session-memory).
+    remember: StrictBool = False
+
+
 class SummaryOut(BaseModel):
     text: str
     files: list[str]
     additions: int
     deletions: int
+    by: str
+    fallbackReason: str | None
 
 
 class SummaryEnvelope(BaseModel):
@@ -30,8 +37,15 @@ class SummaryEnvelope(BaseModel):
 
 
 @router.post("/{session_id}/summarize", response_model=SummaryEnvelope)
-async def summarize(session_id: str, ctx: Ctx, principal: Reader) -> Response:
-    """Summarize the session as it is now (any status; nothing is stored or changed)."""
+async def summarize(
+    session_id: str, ctx: Ctx, principal: Reader, body: SummarizeBody | None = None
+) -> Response:
+    """Summarize the session as it is now (any status). Nothing is stored, unless
+    ``remember: true`` (a write key): then the summary becomes the session's memory item,
+    replacing the one a close or an earlier summarize stored."""
+    remember = body is not None and body.remember
+    if remember and not principal.allows("write"):
+        raise Forbidden("remember: true needs a key with the write role")
     summary = await summaries.summarize(
         ctx.db,
         ctx.summarizer,
@@ -39,5 +53,6 @@ async def summarize(session_id: str, ctx: Ctx, principal: Reader) -> Response:
         session_id,
         scan=ctx.settings.summary_scan_messages,
     )
-    body: dict[str, Any] = {"summary": summary.as_json()}
-    return Json(body)
+    if remember:
+        await ctx.db.write(summaries.remember, principal.account_id, session_id, summary)
+    return Json({"summary": summary.as_json()})

@@ -23,6 +23,7 @@ from sessiond.db.executor import Database, Tx
 from sessiond.errors import NotFound
 from sessiond.files import trees
 from sessiond.files.objects import ObjectStore
+from sessiond.memory import service as memories
 from sessiond.sessions import kernel
 from sessiond.sessions.render import render_session
 from sessiond.summaries.summarizer import Summarizer, Summary, SummaryInput, ToolUse
@@ -125,13 +126,15 @@ def gather(tx: Tx, account_id: str, session_id: str, *, scan: int) -> SummaryInp
 
 
 def store(tx: Tx, account_id: str, session_id: str, summary: Summary) -> bool:
-    """Store the summary of a closed session if it is still due; emits ``session.updated``."""
+    """Store the summary of a closed session if it is still due, on the session and as its
+    ``session-memory`` item (one transaction); emits ``session.updated``."""
     row = kernel.load_for_write(tx, account_id, session_id)  # a racing producer waits
     if row["summary_due"] is None:
         return False
     kernel.write_fields(
         tx, row, {"summary": summary.as_json(), "summary_due": None, "updated_at": tx.now}
     )
+    memories.remember_summary(tx, row, summary.text, summary.files)
     tx.emit(
         account_id,
         "session.updated",
@@ -161,6 +164,13 @@ async def summarize(
 ) -> Summary:
     data = await db.read(gather, account_id, session_id, scan=scan)
     return await asyncio.to_thread(summarizer.summarize, data)
+
+
+def remember(tx: Tx, account_id: str, session_id: str, summary: Summary) -> None:
+    """``summarize {remember: true}``: the summary as the session's memory item (the
+    session itself is unchanged)."""
+    row = kernel.get_row(tx, account_id, session_id)
+    memories.remember_summary(tx, row, summary.text, summary.files)
 
 
 async def produce(

@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sessiond.settings import Settings
+
 
 @dataclass(frozen=True)
 class ToolUse:
@@ -40,6 +42,9 @@ class Summary:
     files: list[str]
     additions: int
     deletions: int
+    # Who wrote it ("builtin", or the model's id), and why a model's summary was not used.
+    by: str = "builtin"
+    fallback_reason: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +52,8 @@ class Summary:
             "files": self.files,
             "additions": self.additions,
             "deletions": self.deletions,
+            "by": self.by,
+            "fallbackReason": self.fallback_reason,
         }
 
 
@@ -117,3 +124,18 @@ class DefaultSummarizer:
                 more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
                 out += f"; {status.replace('_', ' ')}: {listed}{more}"
         return out
+
+
+def make_summarizer(settings: Settings) -> Summarizer:
+    """The configured summarizer: the builtin one, or a model behind ``openai:<url>``."""
+    if settings.summarizer == "builtin":
+        return DefaultSummarizer(settings.summary_chars)
+    from sessiond.summaries.model import ModelSummarizer
+
+    return ModelSummarizer(
+        settings.summarizer.removeprefix("openai:"),
+        settings.summary_model,
+        api_key=settings.model_api_key,
+        timeout=settings.model_timeout_seconds,
+        max_chars=settings.summary_chars,
+    )

@@ -79,7 +79,11 @@ def upgrade() -> None:
         sa.Column("vector", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
-    op.create_index("ix_memory_vectors_account_id_model", "memory_vectors", ["account_id", "model"])
+    op.create_index(
+        "ix_memory_vectors_account_id_model_created_at",
+        "memory_vectors",
+        ["account_id", "model", "created_at"],
+    )
     op.create_table(
         "memory_generations",
         sa.Column("account_id", sa.String(40), primary_key=True),
