@@ -42,6 +42,8 @@ class Matrix:
     namespaces: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     sessions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     workspaces: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    # num → created_at of the vectors read that are inside the slack window
+    recent: dict[int, int] = field(default_factory=dict)
 
     def merged(self, rows: Sequence[Any]) -> Matrix:
         """A new matrix: this one plus ``rows`` (num, vector bytes, namespace, session,
@@ -58,9 +60,13 @@ class Matrix:
         def column(old: np.ndarray, name: str) -> np.ndarray:
             return np.concatenate([old[keep], np.array([getattr(r, name) for r in rows], object)])
 
+        seen_until = max(self.seen_until, max(r.created_at for r in rows))
+        recent = {n: at for n, at in self.recent.items() if at >= seen_until - SLACK_MS}
+        recent.update((r.memory_num, r.created_at) for r in rows)
         return Matrix(
             generation=self.generation,
-            seen_until=max(self.seen_until, max(r.created_at for r in rows)),
+            seen_until=seen_until,
+            recent=recent,
             nums=np.concatenate([self.nums[keep], nums]),
             vectors=np.concatenate([self.vectors[keep], new]) if keep.any() else new,
             namespaces=column(self.namespaces, "namespace"),
@@ -83,26 +89,43 @@ class VectorIndex:
             matrix = self._matrices.get(key)
             if matrix is None or matrix.generation != gen:
                 matrix = Matrix(generation=gen)
-                since = None
+                fresh = tx.conn.execute(self._rows(account_id, model)).all()
             else:
+                # Only (num, created_at) of the slack window; whole rows of the new ones.
                 since = matrix.seen_until - SLACK_MS
-            query = (
-                sa.select(
-                    v.c.memory_num,
-                    v.c.vector,
-                    v.c.created_at,
-                    m.c.namespace,
-                    m.c.session_id,
-                    m.c.workspace_id,
-                )
-                .select_from(v.join(m, m.c.num == v.c.memory_num))
-                .where(v.c.account_id == account_id, v.c.model == model)
-            )
-            if since is not None:
-                query = query.where(v.c.created_at >= since)
-            matrix = matrix.merged(tx.conn.execute(query).all())
+                recent = tx.conn.execute(
+                    sa.select(v.c.memory_num, v.c.created_at).where(
+                        v.c.account_id == account_id,
+                        v.c.model == model,
+                        v.c.created_at >= since,
+                    )
+                ).all()
+                new = [
+                    r.memory_num for r in recent if matrix.recent.get(r.memory_num) != r.created_at
+                ]
+                fresh = []
+                for start in range(0, len(new), 500):
+                    chunk = new[start : start + 500]
+                    query = self._rows(account_id, model).where(v.c.memory_num.in_(chunk))
+                    fresh += tx.conn.execute(query).all()
+            matrix = matrix.merged(fresh)
             self._matrices[key] = matrix
             return matrix
+
+    @staticmethod
+    def _rows(account_id: str, model: str) -> sa.Select[Any]:
+        return (
+            sa.select(
+                v.c.memory_num,
+                v.c.vector,
+                v.c.created_at,
+                m.c.namespace,
+                m.c.session_id,
+                m.c.workspace_id,
+            )
+            .select_from(v.join(m, m.c.num == v.c.memory_num))
+            .where(v.c.account_id == account_id, v.c.model == model)
+        )
 
     def search(
         self,
