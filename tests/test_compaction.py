@@ -3,7 +3,9 @@ conversation (summary + last N) with the full history still reachable."""
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -414,3 +416,78 @@ def test_a_close_during_summarizing_is_409(racing: Api, hooked: Hooked) -> None:
     hooked.hook = lambda n: api.post(f"/v1/sessions/{sid}/close", expect=200) if n == 1 else None
     api.post(f"/v1/sessions/{sid}/compact", {"keepLast": 1}, expect=409, code="session_not_active")
     assert len(listed(api, sid)) == 6
+
+
+# -- agent sessions -----------------------------------------------------------------------
+
+
+def _turn(api: Api, sid: str, script: str) -> dict[str, Any]:
+    turn = api.post(f"/v1/sessions/{sid}/prompt", {"content": script}, expect=202).json()["turn"]
+    deadline = time.monotonic() + 30
+    while turn["status"] in ("queued", "running") and time.monotonic() < deadline:
+        turn = api.get(f"/v1/sessions/{sid}/turns/{turn['id']}", params={"wait": 5}).json()["turn"]
+    assert turn["status"] == "completed", turn
+    return turn  # type: ignore[no-any-return]
+
+
+def _said(api: Api, sid: str) -> str:
+    return text(listed(api, sid)[-1])
+
+
+@pytest.mark.parametrize("agent", ["scripted", "forgetful"])
+def test_an_agent_session_starts_anew_with_the_summary(
+    api: Api, client: TestClient, agent: str
+) -> None:
+    """After a compaction the agent's ACP session (which holds the old history) is not
+    used again, live or loaded: a new one, whose first prompt carries the summary and
+    the kept messages as context; later prompts carry none."""
+    sid = api.session(agent=agent)["id"]
+    _turn(api, sid, "recall")
+    _turn(api, sid, "recall\ncontext")
+    assert _said(api, sid) == "prompts=2context=none"
+    fill(api, sid, 1, start=5)  # a user message "m5" after the turns
+    out = compact(api, sid, {"keepLast": 2})
+    assert out["compactedCount"] == 3
+    # the agent is still running: a new ACP session on it
+    _turn(api, sid, "recall\ncontext")
+    said = _said(api, sid)
+    assert said.startswith('prompts=1context=<context source="sessiond" reason="compaction">')
+    assert "Summary of the 3 earlier messages" in said
+    assert (
+        "Messages since then, oldest first: / assistant: prompts=2context=none / user: m5" in said
+    )
+    _turn(api, sid, "recall\ncontext")
+    assert _said(api, sid) == "prompts=2context=none"
+    # a restarted agent loads this new ACP session (when it can), with no context again
+    runner = client.app.state.ctx.runner  # type: ignore[attr-defined]
+    client.portal.call(functools.partial(runner.stop_session, sid, remove=False))  # type: ignore[union-attr]
+    compact(api, sid, {"keepLast": 20})  # nothing to compact: the ACP session stays
+    _turn(api, sid, "recall\ncontext")
+    said = _said(api, sid)
+    if agent == "scripted":
+        assert said == "prompts=3context=none"
+    else:  # cannot load: a new session gets the summary again
+        assert said.startswith("prompts=1context=<context")
+    # compacted while the agent is stopped: the next process starts a new ACP session
+    client.portal.call(functools.partial(runner.stop_session, sid, remove=False))  # type: ignore[union-attr]
+    compact(api, sid, {"keepLast": 1})
+    _turn(api, sid, "recall")
+    assert _said(api, sid) == "prompts=1"
+
+
+def test_compaction_while_a_turn_runs_is_409(api: Api) -> None:
+    sid = api.session(agent="scripted")["id"]
+    fill(api, sid, 4)
+    turn = api.post(f"/v1/sessions/{sid}/prompt", {"content": "sleep: 30"}, expect=202)
+    turn_id = turn.json()["turn"]["id"]
+    r = api.post(f"/v1/sessions/{sid}/compact", {"keepLast": 0}, expect=409, code="session_busy")
+    assert r.json()["details"]["turns"] == [turn_id]
+    api.post(f"/v1/sessions/{sid}/cancel", {"queued": True}, expect=200)
+    deadline = time.monotonic() + 30
+    while api.get(f"/v1/sessions/{sid}/turns/{turn_id}").json()["turn"]["status"] in (
+        "queued",
+        "running",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert compact(api, sid, {"keepLast": 0})["compactedCount"] == 6

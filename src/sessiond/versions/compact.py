@@ -219,3 +219,37 @@ async def compact(
         "summarized; retry the compaction",
         details={"reason": "conversation_changed"},
     )
+
+
+# -- the context an agent's new ACP session gets --------------------------------------
+
+CONTEXT_CHARS = 64 * 1024
+CONTEXT_MESSAGES = 200
+
+
+def agent_context(tx: Tx, account_id: str, session_id: str, before_seq: int) -> str | None:
+    """The text block sent in front of the first prompt of a new ACP session when the
+    conversation starts with a compaction summary: the summary, then the messages kept
+    after it up to ``before_seq`` (the prompt), the oldest dropped first beyond
+    ``CONTEXT_CHARS``. None when the conversation was never compacted."""
+    path = messages.read_path(tx, account_id, session_id)
+    first = _first_doc(tx, account_id, path)
+    if first is None or not is_summary(first):
+        return None
+    lines: list[str] = []
+    size = 0
+    start = max(2, before_seq - CONTEXT_MESSAGES)
+    for _seq, row in reversed(messages.fetch_range(tx, account_id, path, start, before_seq - 1)):
+        doc = json.loads(row.doc)
+        said = text_of(doc["parts"]).strip()
+        if not said:
+            continue
+        line = f"{doc['role']}: {said}"
+        if size + len(line) > CONTEXT_CHARS:
+            break
+        lines.append(line)
+        size += len(line) + 1
+    body = text_of(first["parts"])
+    if lines:
+        body += "\n\nMessages since then, oldest first:\n" + "\n".join(reversed(lines))
+    return f'<context source="sessiond" reason="compaction">\n{body}\n</context>\n\n'
