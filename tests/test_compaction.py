@@ -216,6 +216,10 @@ def test_compaction_on_forks_is_private(api: Api) -> None:
     # a fork of a compacted session starts compacted, and restores the full history
     grandchild = api.post(f"/v1/sessions/{child}/fork", {}, expect=201).json()["session"]["id"]
     assert listed(api, grandchild) == [dict(m, sessionId=grandchild) for m in child_now]
+    summary_id = out["message"]["id"]
+    api.post(f"/v1/sessions/{grandchild}/revert", {"messageId": summary_id}, expect=200)
+    assert texts(api, grandchild) == [f"m{i}" for i in range(1, 31)]
+    assert texts(api, child)[1:] == [f"m{i}" for i in range(26, 31)] + ["m100"]
     checkpoint_id = out["message"]["metadata"]["compaction"]["checkpointId"]
     api.post(f"/v1/sessions/{child}/restore", {"checkpointId": checkpoint_id}, expect=200)
     assert texts(api, child) == [f"m{i}" for i in range(1, 31)]
