@@ -4,6 +4,7 @@ conversation (summary + last N) with the full history still reachable."""
 from __future__ import annotations
 
 import functools
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from sessiond.app import create_app
 from sessiond.auth import service as auth
+from sessiond.conversation import path as P
 from sessiond.settings import Settings
 from sessiond.summaries.summarizer import DefaultSummarizer, Summary, SummaryInput
 from tests.support.api import Api, make_tenant
@@ -76,6 +78,40 @@ def check_path(messages: list[dict[str, Any]], sid: str) -> None:
     for i, m in enumerate(messages, start=1):
         assert m["seq"] == i and m["parentId"] == parent and m["sessionId"] == sid, m
         parent = m["id"]
+
+
+def test_path_compact_matches_a_list_model() -> None:
+    """``path.compact`` against a plain list of (branch, bseq), mixed with appends,
+    removes and cuts: the summary at seq 1, the kept ones after it, appends on its branch."""
+    rng = random.Random(11)
+    path = P.empty()
+    model: list[tuple[str, int]] = []
+    for step in range(3000):
+        op = rng.random()
+        if op < 0.6 or not model:
+            branch = path["head"] or f"b{step}"
+            path, bseq, seq = P.append(path, branch)
+            model.append((branch, bseq))
+            assert seq == len(model)
+        elif op < 0.75:
+            i = rng.randrange(len(model))
+            path = P.remove(path, i + 1)
+            del model[i]
+        elif op < 0.85:
+            k = rng.randrange(len(model) + 1)
+            path = P.cut(path, k)
+            model = model[:k]
+        else:
+            k = rng.randrange(len(model) + 1)
+            path = P.compact(path, k, f"s{step}")
+            model = [(f"s{step}", 1), *model[k:]]
+            assert path["head"] == f"s{step}" and path["next"] == 2
+        assert P.count(path) == len(model)
+        for s, (b, q) in enumerate(model, 1):
+            assert P.at_seq(path, s) == (b, q)
+            assert P.locate(path, b, q) == s
+    with pytest.raises(ValueError):
+        P.compact(path, P.count(path) + 1, "x")
 
 
 def test_compact_keeps_the_last_n_behind_a_summary(api: Api) -> None:
