@@ -531,3 +531,17 @@ def test_compaction_while_a_turn_runs_is_409(api: Api) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert compact(api, sid, {"keepLast": 0})["compactedCount"] == 6
+
+
+def test_a_failing_summarizer_is_502_and_writes_nothing(racing: Api, hooked: Hooked) -> None:
+    api = racing
+    sid = api.session()["id"]
+    fill(api, sid, 6)
+
+    def fail(n: int) -> None:
+        raise RuntimeError("model endpoint down")
+
+    hooked.hook = fail
+    r = api.post(f"/v1/sessions/{sid}/compact", {"keepLast": 1}, expect=502, code="upstream_error")
+    assert "nothing was compacted" in r.json()["error"]
+    assert len(listed(api, sid)) == 6 and session(api, sid)["compactions"] == 0

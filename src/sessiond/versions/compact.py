@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +24,15 @@ from sessiond.conversation import path as P
 from sessiond.conversation.parts import text_of
 from sessiond.db import tables as t
 from sessiond.db.executor import Database, Tx
-from sessiond.errors import SessionBusy, VersionConflict, invalid
+from sessiond.errors import SessionBusy, UpstreamError, VersionConflict, invalid
 from sessiond.ids import new_id
 from sessiond.sessions import kernel
 from sessiond.settings import Limits
 from sessiond.summaries import service as summaries
 from sessiond.summaries.summarizer import Summarizer, SummaryInput
 from sessiond.versions import record
+
+log = logging.getLogger("sessiond.compaction")
 
 DEFAULT_KEEP = 20
 MAX_KEEP = 10_000
@@ -194,7 +197,14 @@ async def compact(
         plan = await db.read(prepare, account_id, session_id, keep_last, scan=scan)
         text = None
         if plan.data is not None:
-            summary = await asyncio.to_thread(summarizer.summarize, plan.data)
+            try:
+                summary = await asyncio.to_thread(summarizer.summarize, plan.data)
+            except Exception as e:  # a plugged-in summarizer (a model) that failed
+                log.warning("summary for compacting %s failed: %r", session_id, e)
+                raise UpstreamError(
+                    f"the summarizer failed ({type(e).__name__}); nothing was compacted, "
+                    "retry later"
+                ) from e
             text = summary_text(plan.compacted, summary.text, plan.earlier)
 
         def run(tx: Tx, plan: Plan = plan, text: str | None = text) -> tuple[int, Any]:
