@@ -47,6 +47,7 @@ from sessiond.summaries import service as summaries
 from sessiond.summaries.routes import router as summaries_router
 from sessiond.summaries.summarizer import Summarizer, make_summarizer
 from sessiond.tasks.routes import router as tasks_router
+from sessiond.versions.compact_routes import router as compact_router
 from sessiond.versions.routes import merge_router
 from sessiond.versions.routes import router as versions_router
 from sessiond.webhooks.dispatch import Dispatcher
@@ -220,6 +221,7 @@ def create_app(
         summaries_router,
         files_router,
         versions_router,
+        compact_router,
         merge_router,
         git_router,
         events_router,

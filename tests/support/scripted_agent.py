@@ -23,6 +23,8 @@ script: one command per line, executed in order.
     garbage              write a line that is not JSON-RPC to stdout
     raw: JSON            write a session/update with this update object, bypassing the SDK
     recall               say how many prompts this ACP session has seen
+    context              say the prompt's blocks of context (``<context ...>``), lines
+                         joined by " / ", or "none"
     update: KIND         send an unusual update (available_commands_update)
     stop: REASON         end the turn with this stop reason
 
@@ -80,6 +82,7 @@ class Scripted(Agent):
         self.client: Client | None = None
         self.prompts: dict[str, int] = {}
         self.cancelled: dict[str, asyncio.Event] = {}
+        self.context: dict[str, list[str]] = {}
         state = os.environ.get("SCRIPTED_STATE") or os.environ.get("HOME")
         self.state = Path(state) / ".scripted" if state else None
 
@@ -133,7 +136,11 @@ class Scripted(Agent):
         self.prompts[session_id] = self.prompts.get(session_id, 0) + 1
         self._save(session_id)
         cancel = self.cancelled[session_id] = asyncio.Event()
-        text = "".join(getattr(block, "text", "") for block in prompt)
+        # A block of context from the client (``<context ...>``) is not a script: the
+        # ``context`` command says it.
+        texts = [getattr(block, "text", "") for block in prompt]
+        self.context[session_id] = [x for x in texts if x.startswith("<context")]
+        text = "".join(x for x in texts if not x.startswith("<context"))
         usage: Usage | None = None
         stop = "end_turn"
         for line in text.splitlines():
@@ -271,6 +278,9 @@ class Scripted(Agent):
         elif verb == "garbage":
             sys.stdout.write("this is not json-rpc\n")
             sys.stdout.flush()
+        elif verb == "context":
+            given = " | ".join(" / ".join(x.strip().splitlines()) for x in self.context[sid])
+            await self._say(sid, f"context={given or 'none'}")
         elif verb == "recall":
             await self._say(sid, f"prompts={self.prompts[sid]}")
         elif verb == "update":

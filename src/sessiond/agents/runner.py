@@ -38,6 +38,7 @@ from sessiond.sandbox import fs
 from sessiond.sandbox.manager import Layout, Sandboxes
 from sessiond.sessions import kernel
 from sessiond.settings import Settings
+from sessiond.versions import compact as compaction
 from sessiond.versions import record
 
 log = logging.getLogger("sessiond.agents")
@@ -57,6 +58,7 @@ class Live:
         self.root = layout.work
         self.conn: AgentConnection | None = None
         self.acp_session: str | None = None
+        self.fresh = False  # the ACP session came from session/new and has had no prompt
         self.modes: list[dict[str, Any]] | None = None
         self.current_mode: str | None = None
         self.agent: AgentConfig | None = None
@@ -403,8 +405,9 @@ class Runner:
             if mode and live.modes and mode != live.current_mode:
                 await self.set_mode(session_id, mode)
             blocks = await self.db.read(
-                _prompt_blocks, account_id, session_id, claimed["user_message_id"]
+                _prompt_blocks, account_id, session_id, claimed["user_message_id"], live.fresh
             )
+            live.fresh = False
             stop_reason, usage, cancelled = await self._prompt(live, blocks, cancel)
             status = "cancelled" if cancelled or stop_reason == "cancelled" else "completed"
         except AgentFailed as e:
@@ -502,6 +505,10 @@ class Runner:
         sid = session["id"]
         live = self.live.get(sid)
         if live is not None and live.conn is not None and live.conn.alive() and live.agent == agent:
+            if live.acp_session is not None and not session.get("acp_session_id"):
+                # Compacted since this ACP session started (the compaction cleared the
+                # id): its history is the uncompacted one, so a new ACP session.
+                await self._start_acp(live, session, agent)
             return live
         if live is not None:
             await self.stop_session(sid, remove=False)
@@ -533,6 +540,16 @@ class Runner:
             max_message_bytes=2 * limits.file_bytes + 1024 * 1024,
             preexec=self.sandboxes.confinement.preexec(),
         )
+        await self._start_acp(live, session, agent)
+        live.watcher = asyncio.create_task(self._watch(live), name=f"agent-watch-{sid}")
+        return live
+
+    async def _start_acp(self, live: Live, session: dict[str, Any], agent: AgentConfig) -> None:
+        """``session/load`` of the session's stored ACP session when the agent can, else
+        ``session/new`` (then ``live.fresh``: the first prompt carries the context of a
+        compacted conversation, docs/design/compaction.md)."""
+        assert live.conn is not None
+        root = live.root
         started = None
         stored = session.get("acp_session_id")
         if stored and live.conn.capabilities.load_session:
@@ -542,6 +559,7 @@ class Runner:
                 log.info("session/load of %s refused (%s): a new ACP session", stored, e)
                 if not live.conn.alive():
                     raise
+        live.fresh = started is None
         if started is None:
             started = await live.conn.new_session(str(root))
         live.acp_session, live.modes, live.current_mode = (
@@ -555,11 +573,9 @@ class Runner:
             started.modes,
             live.conn.capabilities.raw,
             session["account_id"],
-            sid,
+            session["id"],
             started.session_id,
         )
-        live.watcher = asyncio.create_task(self._watch(live), name=f"agent-watch-{sid}")
-        return live
 
     async def _watch(self, live: Live) -> None:
         """Copy API writes into the directory; stop the agent when the session ends."""
@@ -628,13 +644,18 @@ def _account_of(tx: Tx, session_id: str) -> str:
 
 
 def _prompt_blocks(
-    tx: Tx, account_id: str, session_id: str, message_id: str
+    tx: Tx, account_id: str, session_id: str, message_id: str, fresh: bool = False
 ) -> list[dict[str, Any]]:
-    """The user message's text parts as ACP content blocks."""
+    """The user message's text parts as ACP content blocks; ``fresh`` (the first prompt of
+    a new ACP session): after a compaction, a block of context in front of them."""
     message = json.loads(messages.get_text(tx, account_id, session_id, message_id))
-    return [
+    blocks = [
         {"type": "text", "text": p["text"]} for p in message["parts"] if p.get("type") == "text"
     ]
+    context = (
+        compaction.agent_context(tx, account_id, session_id, message["seq"]) if fresh else None
+    )
+    return blocks if context is None else [{"type": "text", "text": context}, *blocks]
 
 
 def _remember_start(

@@ -530,3 +530,53 @@ def move_head(tx: Tx, row: dict[str, Any], path: P.Path) -> None:
     new = {"head": None, "next": 1, "segments": path["segments"]}
     adopt(tx, row["id"], new)
     _set_path(tx, row, new)
+
+
+def compact(
+    tx: Tx,
+    limits: Limits,
+    row: dict[str, Any],
+    compacted: int,
+    message_id: str,
+    text: str,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """Replace the first ``compacted`` messages of the path by one ``system`` message
+    holding ``text``, on a new head branch (docs/design/compaction.md). The rows that
+    leave the path stay (checkpoints and forks show them); the kept ones are not
+    rewritten. ``row``: the locked session row. Emits ``message.created`` (seq 1)."""
+    branch = new_id("br")
+    own = own_fields(
+        {
+            "role": "system",
+            "parts": [{"type": "text", "text": text}],
+            "tool_call_id": None,
+            "tool_name": None,
+            "metadata": metadata,
+            "status": "complete",
+            "created_at": tx.now,
+            "updated_at": tx.now,
+        }
+    )
+    doc = _dumps(own)
+    _check_size(limits, doc)
+    refs.add_refs(tx, row["id"], [branch])
+    tx.conn.execute(
+        _INSERT,
+        {
+            "id": message_id,
+            "account_id": row["account_id"],
+            "session_id": row["id"],
+            "branch_id": branch,
+            "bseq": 1,
+            "role": "system",
+            "status": "complete",
+            "doc": doc,
+            "created_at": tx.now,
+            "updated_at": tx.now,
+        },
+    )
+    _set_path(tx, row, P.compact(row["conversation"], compacted, branch))
+    message = render(message_id, row["id"], None, 1, own)
+    _emit(tx, row, "message.created", {"message": message})
+    return message

@@ -114,3 +114,18 @@ def cut(path: Path, seq: int) -> Path:
             break
         out.append([b, lo, min(hi, seq - offset), offset])
     return {"head": None, "next": 1, "segments": out}
+
+
+def compact(path: Path, compacted: int, branch: str) -> Path:
+    """The path with its first ``compacted`` messages replaced by one message: ``bseq 1``
+    of the new ``branch`` (the summary), at seq 1; the rest follows, rows unchanged.
+
+    Used by compaction (docs/design/compaction.md): ``branch`` becomes the head, so the
+    next append lands on it at ``bseq 2``.
+    """
+    n = count(path)
+    if not 0 <= compacted <= n:
+        raise ValueError(f"cannot compact {compacted} of {n} messages")
+    shift = compacted - 1  # old seq compacted + 1 becomes seq 2
+    kept = [[r.branch, r.lo, r.hi, r.offset - shift] for r in window(path, compacted + 1, n)]
+    return {"head": branch, "next": 2, "segments": [[branch, 1, 1, 0], *kept]}

@@ -88,8 +88,14 @@ def _changed_paths(tx: Tx, account_id: str, ws: dict[str, Any]) -> list[str]:
 def gather(tx: Tx, account_id: str, session_id: str, *, scan: int) -> SummaryInput:
     """Everything a summarizer needs, read in one transaction and bounded by ``scan``."""
     row = kernel.get_row(tx, account_id, session_id)
+    return gather_prefix(tx, row, P.count(row["conversation"]), scan=scan)
+
+
+def gather_prefix(tx: Tx, row: dict[str, Any], n: int, *, scan: int) -> SummaryInput:
+    """``gather`` of the first ``n`` messages of the session row's path alone (what a
+    compaction takes off the path: docs/design/compaction.md)."""
+    account_id, session_id = row["account_id"], row["id"]
     path = row["conversation"]
-    n = P.count(path)
     head = messages.fetch_range(tx, account_id, path, 1, min(FIRST_PAGE, n))
     tail_from = max(FIRST_PAGE + 1, n - scan + 1)
     tail = messages.fetch_range(tx, account_id, path, tail_from, n)

@@ -23,7 +23,7 @@ from sessiond.files.stats import line_delta
 from sessiond.pagination import keyset
 from sessiond.sessions import figures, kernel
 from sessiond.tasks import service as tasks
-from sessiond.versions.record import render, take
+from sessiond.versions.record import COMPACTION_LABEL, render, take
 
 cp = t.checkpoints
 SCOPES = ("all", "files", "conversation")
@@ -187,6 +187,17 @@ def state_before(
     return seq, None
 
 
+def _compacted_before(state: dict[str, Any] | None, message_id: str) -> bool:
+    """Whether ``state`` is the checkpoint a compaction recorded before ``message_id``
+    (its summary message: docs/design/compaction.md)."""
+    return (
+        state is not None
+        and state["auto"]
+        and state["label"] == COMPACTION_LABEL
+        and state["before_message_id"] == message_id
+    )
+
+
 def revert(
     tx: Tx,
     account_id: str,
@@ -202,6 +213,9 @@ def revert(
     seq, state = state_before(tx, account_id, row, message_id)
     undo = take(tx, row, label="before revert", auto=True)
     conversation = P.cut(row["conversation"], seq - 1)
+    if _compacted_before(state, message_id):
+        # A compaction summary: just before it, the conversation was the uncompacted one.
+        conversation = state["conversation"]  # type: ignore[index]
     if state is None:  # no recorded state before it: only the conversation moves
         if scope in ("all", "conversation"):
             messages.move_head(tx, row, conversation)

@@ -15,6 +15,9 @@ from sessiond.sessions import figures
 from sessiond.tasks import service as tasks
 
 cp = t.checkpoints
+# The label of the checkpoint a compaction records just before its summary message
+# (``versions.compact``; ``checkpoints.revert`` of that message restores its conversation).
+COMPACTION_LABEL = "before compaction"
 
 
 def render(row: Any) -> dict[str, Any]:
