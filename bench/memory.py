@@ -13,8 +13,9 @@ document.
    (``POST /v1/memory``: the server embeds each through the mock before storing it);
    texts are 12-40 words drawn from a Zipf-distributed 20,000-word vocabulary, in 10
    namespaces, with a ``kind`` metadata of 5 values.
-2. **search**: ``--queries`` searches one after another on one connection, each 3-6
-   words from the same vocabulary, in three shapes: hybrid with no filter, hybrid in one
+2. **search**: ``--queries`` searches one after another on one connection, each of 2
+   words drawn like the texts' (mostly common ones, as a question's "how", "the") and 2
+   drawn uniformly from the vocabulary (its subject), in three shapes: hybrid with no filter, hybrid in one
    namespace with a metadata filter, text only. The first search of each shape after the
    inserts (the vector matrix is built then) is reported on its own. Latencies are the
    client's round trip minus nothing: they include the query's embedding call to the
@@ -148,7 +149,8 @@ async def search(port: int, key: str, queries: int) -> dict[str, dict[str, Any]]
             first = None
             matched = 0
             for n in range(queries + 1):
-                raw = json.dumps(shape(" ".join(words(rng, rng.randint(3, 6))))).encode()
+                subject = [f"w{rng.randint(1, VOCABULARY)}x{rng.randrange(4)}" for _ in range(2)]
+                raw = json.dumps(shape(" ".join(words(rng, 2) + subject))).encode()
                 started = time.perf_counter()
                 status, body = await conn.request(
                     builder.with_body("POST", "/v1/memory/search", raw)

@@ -57,6 +57,7 @@ class Tx:
     events: list[dict[str, Any]] = field(default_factory=list)
     readonly: bool = False
     _flushed: int = 0
+    _ordered: bool = False
 
     @property
     def is_postgres(self) -> bool:
@@ -85,6 +86,15 @@ class Tx:
             }
         )
 
+    def order_commits(self) -> None:
+        """From here to commit, values this transaction takes from a sequence become
+        visible in sequence order: a reader that saw N never misses a smaller one later.
+        SQLite has one writer, so it holds already; PostgreSQL takes the events advisory
+        lock (held until commit; taking it twice is harmless)."""
+        if self.is_postgres and not self._ordered:
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENTS_LOCK_KEY})
+            self._ordered = True
+
     def flush_events(self) -> None:
         """Insert the events not inserted yet, setting their ``id``.
 
@@ -95,7 +105,7 @@ class Tx:
         if not pending:
             return
         if self.is_postgres and self._flushed == 0:
-            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENTS_LOCK_KEY})
+            self.order_commits()
             self.conn.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
         insert = t.events.insert().returning(t.events.c.id)
         for event in pending:

@@ -482,17 +482,22 @@ memories = sa.Table(
 )
 
 # A memory's vector under one embedding model (float32, normalized). Several models may
-# coexist while a re-embed runs; search reads only the configured model's rows.
+# coexist while a re-embed runs; search reads only the configured model's rows. A new
+# vector is a new row (a new ``seq``): the matrices read the rows past the last they saw.
 memory_vectors = sa.Table(
     "memory_vectors",
     metadata,
-    sa.Column("memory_num", EventId, primary_key=True),
-    sa.Column("model", sa.String(300), primary_key=True),
+    # Taken under ``Tx.order_commits``: a matrix that read up to N never misses a lower one.
+    sa.Column("seq", EventId, primary_key=True, autoincrement=True),
+    sa.Column("memory_num", EventId, nullable=False),
+    sa.Column("model", sa.String(300), nullable=False),
     sa.Column("account_id", sa.String(40), nullable=False),
     sa.Column("dims", sa.Integer, nullable=False),
     sa.Column("vector", sa.LargeBinary, nullable=False),
     sa.Column("created_at", Ms, nullable=False),
-    sa.Index(None, "account_id", "model", "created_at"),
+    sa.UniqueConstraint("memory_num", "model"),
+    sa.Index(None, "account_id", "model", "seq"),
+    sqlite_autoincrement=True,
 )
 
 # Bumped in the transaction of every change to an account's memories or vectors: the

@@ -4,15 +4,21 @@ A matrix holds every vector of the account under the model, with each item's nam
 session and workspace (they never change) for filtering before ranking. It is kept
 current cheaply:
 
-- new vectors (an insert, a changed text's new vector) are read by ``created_at``
-  since the last refresh, minus ``SLACK_MS`` (a transaction that started earlier may
-  commit later), and replace any row of the same item;
+- new vectors (an insert, a changed text's new vector: always a new row) are read by
+  ``seq`` past the last one seen — exact, because vectors are written under
+  ``Tx.order_commits`` (a reader that saw ``seq`` N never misses a smaller one later) —
+  and replace any row of the same item;
 - a lost vector (item deleted, text changed without a new vector, model dropped) bumps
   the account's generation (``service.bump_generation``): the next search on any
   instance rebuilds the matrix from scratch.
 
 Rows whose item has since gone are harmless: the search fetches its candidates' items
 with every filter applied, and a vanished item is simply not returned.
+
+The arrays grow by doubling and new rows are written past the used length, so a search
+running meanwhile (on the rows it saw) is undisturbed and an insert does not copy the
+matrix; a replaced row is marked dead in place (a search in flight may skip that item
+once). Namespaces, sessions and workspaces are held as integer codes.
 """
 
 from __future__ import annotations
@@ -29,50 +35,88 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.memory import service
 
-SLACK_MS = 60_000
 m, v = t.memories, t.memory_vectors
+MIN_CAPACITY = 1024
+
+
+@dataclass(frozen=True)
+class View:
+    """What one search reads: the first ``n`` rows of the arrays."""
+
+    n: int
+    nums: np.ndarray
+    vectors: np.ndarray
+    alive: np.ndarray
+    columns: dict[str, np.ndarray]
+    codes: dict[str | None, int]
 
 
 @dataclass
 class Matrix:
     generation: int
-    seen_until: int = 0  # the largest created_at read so far
-    nums: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
-    namespaces: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
-    sessions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
-    workspaces: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
-    # num → created_at of the vectors read that are inside the slack window
-    recent: dict[int, int] = field(default_factory=dict)
+    seen_seq: int = 0  # the largest memory_vectors.seq read so far
+    n: int = 0
+    dims: int = 0
+    nums: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    alive: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    codes: dict[str | None, int] = field(default_factory=dict)
+    rows_of: dict[int, int] = field(default_factory=dict)  # num → its live row
 
-    def merged(self, rows: Sequence[Any]) -> Matrix:
-        """A new matrix: this one plus ``rows`` (num, vector bytes, namespace, session,
-        workspace, created_at), which replace rows of the same items. Searches running
-        on this one are undisturbed."""
+    COLUMNS = ("namespace", "session_id", "workspace_id")
+
+    def code(self, value: str | None) -> int:
+        return self.codes.setdefault(value, len(self.codes))
+
+    def _grow(self, needed: int, dims: int) -> None:
+        capacity = max(MIN_CAPACITY, needed, 2 * len(self.nums))
+        keep = self.n if dims == self.dims else 0
+        if keep == 0:
+            self.n, self.rows_of = 0, {}
+        nums = np.zeros(capacity, np.int64)
+        vectors = np.zeros((capacity, dims), np.float32)
+        alive = np.zeros(capacity, bool)
+        if keep:
+            nums[:keep], vectors[:keep], alive[:keep] = (
+                self.nums[:keep],
+                self.vectors[:keep],
+                self.alive[:keep],
+            )
+        columns = {}
+        for name in self.COLUMNS:
+            column = np.zeros(capacity, np.int32)
+            if keep:
+                column[:keep] = self.columns[name][:keep]
+            columns[name] = column
+        self.nums, self.vectors, self.alive, self.columns = nums, vectors, alive, columns
+        self.dims = dims
+
+    def extend(self, rows: Sequence[Any]) -> None:
+        """Add ``rows`` (seq, memory_num, vector bytes, namespace, session_id,
+        workspace_id); a row of an item already held replaces it."""
         if not rows:
-            return self
-        nums = np.array([r.memory_num for r in rows], dtype=np.int64)
-        new = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows])
-        keep = ~np.isin(self.nums, nums)
-        if self.vectors.shape[1] not in (0, new.shape[1]):
-            keep[:] = False  # another width under the same model id: start over
+            return
+        dims = len(rows[0].vector) // 4
+        if dims != self.dims or self.n + len(rows) > len(self.nums):
+            self._grow(self.n + len(rows), dims)
+        for r in rows:
+            vector = np.frombuffer(r.vector, dtype=np.float32)
+            if vector.shape[0] != self.dims:
+                continue  # another width under the same model id: not comparable
+            old = self.rows_of.get(r.memory_num)
+            if old is not None:
+                self.alive[old] = False
+            i = self.n
+            self.nums[i], self.vectors[i], self.alive[i] = r.memory_num, vector, True
+            for name in self.COLUMNS:
+                self.columns[name][i] = self.code(getattr(r, name))
+            self.rows_of[r.memory_num] = i
+            self.n += 1
+        self.seen_seq = max(self.seen_seq, max(r.seq for r in rows))
 
-        def column(old: np.ndarray, name: str) -> np.ndarray:
-            return np.concatenate([old[keep], np.array([getattr(r, name) for r in rows], object)])
-
-        seen_until = max(self.seen_until, max(r.created_at for r in rows))
-        recent = {n: at for n, at in self.recent.items() if at >= seen_until - SLACK_MS}
-        recent.update((r.memory_num, r.created_at) for r in rows)
-        return Matrix(
-            generation=self.generation,
-            seen_until=seen_until,
-            recent=recent,
-            nums=np.concatenate([self.nums[keep], nums]),
-            vectors=np.concatenate([self.vectors[keep], new]) if keep.any() else new,
-            namespaces=column(self.namespaces, "namespace"),
-            sessions=column(self.sessions, "session_id"),
-            workspaces=column(self.workspaces, "workspace_id"),
-        )
+    def view(self) -> View:
+        return View(self.n, self.nums, self.vectors, self.alive, self.columns, self.codes)
 
 
 class VectorIndex:
@@ -82,50 +126,28 @@ class VectorIndex:
         self._matrices: dict[tuple[str, str], Matrix] = {}
         self._lock = threading.Lock()
 
-    def _refreshed(self, tx: Tx, account_id: str, model: str) -> Matrix:
+    def _refreshed(self, tx: Tx, account_id: str, model: str) -> View:
         gen = service.generation(tx, account_id)
         key = (account_id, model)
         with self._lock:
             matrix = self._matrices.get(key)
             if matrix is None or matrix.generation != gen:
-                matrix = Matrix(generation=gen)
-                fresh = tx.conn.execute(self._rows(account_id, model)).all()
-            else:
-                # Only (num, created_at) of the slack window; whole rows of the new ones.
-                since = matrix.seen_until - SLACK_MS
-                recent = tx.conn.execute(
-                    sa.select(v.c.memory_num, v.c.created_at).where(
-                        v.c.account_id == account_id,
-                        v.c.model == model,
-                        v.c.created_at >= since,
-                    )
-                ).all()
-                new = [
-                    r.memory_num for r in recent if matrix.recent.get(r.memory_num) != r.created_at
-                ]
-                fresh = []
-                for start in range(0, len(new), 500):
-                    chunk = new[start : start + 500]
-                    query = self._rows(account_id, model).where(v.c.memory_num.in_(chunk))
-                    fresh += tx.conn.execute(query).all()
-            matrix = matrix.merged(fresh)
-            self._matrices[key] = matrix
-            return matrix
-
-    @staticmethod
-    def _rows(account_id: str, model: str) -> sa.Select[Any]:
-        return (
-            sa.select(
-                v.c.memory_num,
-                v.c.vector,
-                v.c.created_at,
-                m.c.namespace,
-                m.c.session_id,
-                m.c.workspace_id,
+                matrix = self._matrices[key] = Matrix(generation=gen)
+            query = (
+                sa.select(
+                    v.c.seq,
+                    v.c.memory_num,
+                    v.c.vector,
+                    m.c.namespace,
+                    m.c.session_id,
+                    m.c.workspace_id,
+                )
+                .select_from(v.join(m, m.c.num == v.c.memory_num))
+                .where(v.c.account_id == account_id, v.c.model == model, v.c.seq > matrix.seen_seq)
+                .order_by(v.c.seq)
             )
-            .select_from(v.join(m, m.c.num == v.c.memory_num))
-            .where(v.c.account_id == account_id, v.c.model == model)
-        )
+            matrix.extend(tx.conn.execute(query).all())
+            return matrix.view()
 
     def search(
         self,
@@ -142,30 +164,38 @@ class VectorIndex:
     ) -> list[int]:
         """The nums of the ``limit`` items most similar to ``query``, best first, among
         those passing the filters (``allowed``: the nums the metadata filter let through)."""
-        matrix = self._refreshed(tx, account_id, model)
-        if not len(matrix.nums) or matrix.vectors.shape[1] != query.shape[0]:
+        view = self._refreshed(tx, account_id, model)
+        n = view.n
+        if not n or view.vectors.shape[1] != query.shape[0]:
             return []
-        mask = np.ones(len(matrix.nums), dtype=bool)
-        if namespace is not None:
-            mask &= matrix.namespaces == namespace
-        if session_id is not None:
-            mask &= matrix.sessions == session_id
-        if workspace_id is not None:
-            mask &= matrix.workspaces == workspace_id
+        mask = view.alive[:n].copy()
+        for name, wanted in (
+            ("namespace", namespace),
+            ("session_id", session_id),
+            ("workspace_id", workspace_id),
+        ):
+            if wanted is not None:
+                code = view.codes.get(wanted)
+                if code is None:
+                    return []
+                mask &= view.columns[name][:n] == code
         if allowed is not None:
-            mask &= np.isin(matrix.nums, np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
+            wanted_nums = np.fromiter(allowed, dtype=np.int64, count=len(allowed))
+            mask &= np.isin(view.nums[:n], wanted_nums)
         candidates = np.flatnonzero(mask)
         if not len(candidates):
             return []
-        if len(candidates) == len(mask):
-            scores = matrix.vectors @ query
-        else:
-            scores = matrix.vectors[candidates] @ query
-        k = min(limit, len(scores))
+        k = min(limit, len(candidates))
+        if len(candidates) * 4 < n:  # a selective filter: score only its rows
+            scores = view.vectors[candidates] @ query
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            return [int(x) for x in view.nums[candidates[top]]]
+        scores = view.vectors[:n] @ query  # one product over all rows, the rest masked off
+        scores[~mask] = -np.inf
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        picked = top if len(candidates) == len(mask) else candidates[top]
-        return [int(n) for n in matrix.nums[picked]]
+        return [int(x) for x in view.nums[top]]
 
     def clear(self) -> None:
         with self._lock:

@@ -31,6 +31,10 @@ from sessiond.memory.models import QUERY_CHARS, TOP_K_MAX
 
 RRF_K = 60
 MAX_TERMS = 32
+# SQLite: the query's words are taken rarest first while their document counts add up
+# to at most this (the rarest always): ranking a word found in most items costs a
+# bm25 per item (~50 ms per 20,000), and such a word barely moves the ranking.
+POSTINGS_BUDGET = 5000
 METADATA_KEY = re.compile(r'[^"\\\x00-\x1f]{1,200}')
 m = t.memories
 WORD = re.compile(r"\w+")
@@ -129,6 +133,22 @@ def terms(query: str) -> list[str]:
     return seen
 
 
+def _affordable(tx: Tx, words: list[str]) -> list[str]:
+    """The words worth matching (SQLite): rarest first within ``POSTINGS_BUDGET``."""
+    vocab = sa.table("memories_fts_vocab", sa.column("term"), sa.column("doc"))
+    counts = dict(
+        tx.conn.execute(sa.select(vocab.c.term, vocab.c.doc).where(vocab.c.term.in_(words))).all()
+    )
+    kept: list[str] = []
+    spent = 0
+    for word in sorted(words, key=lambda w: counts.get(w, 0)):
+        spent += counts.get(word, 0)
+        if kept and spent > POSTINGS_BUDGET:
+            break
+        kept.append(word)
+    return kept
+
+
 def text_ranking(tx: Tx, account_id: str, query: str, filters: Filters, limit: int) -> list[int]:
     words = terms(query)
     if not words:
@@ -143,7 +163,7 @@ def text_ranking(tx: Tx, account_id: str, query: str, filters: Filters, limit: i
         )
     else:
         fts = sa.table("memories_fts", sa.column("rowid"))
-        match = " OR ".join(f'"{w}"' for w in words)
+        match = " OR ".join(f'"{w}"' for w in _affordable(tx, words))
         select = (
             sa.select(m.c.num)
             .select_from(m.join(fts, fts.c.rowid == m.c.num))

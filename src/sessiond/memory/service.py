@@ -175,7 +175,9 @@ def _check_workspace(tx: Tx, account_id: str, workspace_id: str) -> None:
 
 def _store_vector(tx: Tx, account_id: str, num: int, embedded: Embedded) -> None:
     """The item's vector under ``embedded.model``; its vectors of other models go (the
-    job re-embeds after a model change; search reads the configured model only)."""
+    job re-embeds after a model change; search reads the configured model only). A new
+    row each time: its ``seq`` is what the matrices read past (``memory.index``)."""
+    tx.order_commits()
     tx.conn.execute(v.delete().where(v.c.memory_num == num))
     tx.conn.execute(
         v.insert(),

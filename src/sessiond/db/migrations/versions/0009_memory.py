@@ -21,6 +21,8 @@ Num = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 SQLITE_FTS = [
     "CREATE VIRTUAL TABLE memories_fts USING fts5(text, content='memories', "
     "content_rowid='num', tokenize='unicode61 remove_diacritics 2')",
+    # Each term's document count: search leaves out the commonest words of a query.
+    "CREATE VIRTUAL TABLE memories_fts_vocab USING fts5vocab(memories_fts, 'row')",
     "CREATE TRIGGER memories_fts_ai AFTER INSERT ON memories BEGIN "
     "INSERT INTO memories_fts(rowid, text) VALUES (new.num, new.text); END",
     "CREATE TRIGGER memories_fts_ad AFTER DELETE ON memories BEGIN "
@@ -72,17 +74,18 @@ def upgrade() -> None:
     op.create_index("ix_memories_expires_at", "memories", ["expires_at"])
     op.create_table(
         "memory_vectors",
-        sa.Column("memory_num", Num, primary_key=True),
-        sa.Column("model", sa.String(300), primary_key=True),
+        sa.Column("seq", Num, primary_key=True, autoincrement=True),
+        sa.Column("memory_num", Num, nullable=False),
+        sa.Column("model", sa.String(300), nullable=False),
         sa.Column("account_id", sa.String(40), nullable=False),
         sa.Column("dims", sa.Integer, nullable=False),
         sa.Column("vector", sa.LargeBinary, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.UniqueConstraint("memory_num", "model", name=op.f("uq_memory_vectors_memory_num_model")),
+        sqlite_autoincrement=True,
     )
     op.create_index(
-        "ix_memory_vectors_account_id_model_created_at",
-        "memory_vectors",
-        ["account_id", "model", "created_at"],
+        "ix_memory_vectors_account_id_model_seq", "memory_vectors", ["account_id", "model", "seq"]
     )
     op.create_table(
         "memory_generations",
@@ -98,6 +101,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         for name in ("memories_fts_ai", "memories_fts_ad", "memories_fts_au"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
+        op.execute("DROP TABLE IF EXISTS memories_fts_vocab")
         op.execute("DROP TABLE IF EXISTS memories_fts")
     op.drop_table("memory_generations")
     op.drop_table("memory_vectors")
