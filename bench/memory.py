@@ -15,12 +15,12 @@ document.
    namespaces, with a ``kind`` metadata of 5 values.
 2. **search**: ``--queries`` searches one after another on one connection, each of 2
    words drawn like the texts' (mostly common ones, as a question's "how", "the") and 2
-   drawn uniformly from the vocabulary (its subject), in three shapes: hybrid with no filter, hybrid in one
-   namespace with a metadata filter, text only. The first search of each shape after the
-   inserts (the vector matrix is built then) is reported on its own. Latencies are the
-   client's round trip minus nothing: they include the query's embedding call to the
-   mock (~1 ms on loopback); the target (p99 < 50 ms) excludes the embedding, so the
-   figure is an upper bound.
+   drawn uniformly from the vocabulary (its subject), in three shapes: hybrid with no
+   filter, hybrid in one namespace with a metadata filter, text only. The first search
+   of each shape after the inserts (the vector matrix is built then) is reported alone.
+   Latencies are the client's round trip: they include the query's embedding call to
+   the mock (~1 ms on loopback); the target (p99 < 50 ms) excludes the embedding, so
+   the figure is an upper bound.
 
 Run on demand, never by the test suite::
 
