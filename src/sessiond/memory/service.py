@@ -33,6 +33,7 @@ from sessiond.memory.models import (
     MemoryPatch,
 )
 from sessiond.pagination import keyset
+from sessiond.workspaces import service as workspaces
 
 m = t.memories
 v = t.memory_vectors
@@ -163,16 +164,6 @@ def _session_workspace(tx: Tx, account_id: str, session_id: str) -> str:
     return str(workspace)
 
 
-def _check_workspace(tx: Tx, account_id: str, workspace_id: str) -> None:
-    found = tx.conn.execute(
-        sa.select(t.workspaces.c.id).where(
-            t.workspaces.c.account_id == account_id, t.workspaces.c.id == workspace_id
-        )
-    ).first()
-    if found is None:
-        raise NotFound(f"workspace {workspace_id} not found")
-
-
 def _store_vector(tx: Tx, account_id: str, num: int, embedded: Embedded) -> None:
     """The item's vector under ``embedded.model``; its vectors of other models go (the
     job re-embeds after a model change; search reads the configured model only). A new
@@ -221,7 +212,7 @@ def create(
         if body.workspace_id is not None and body.workspace_id != workspace_id:
             raise invalid("workspaceId", f"session {body.session_id} is in {workspace_id}")
     elif workspace_id is not None:
-        _check_workspace(tx, account_id, workspace_id)
+        workspaces.require(tx, account_id, workspace_id)
     count = tx.conn.execute(
         sa.select(sa.func.count()).select_from(m).where(m.c.account_id == account_id)
     ).scalar_one()
