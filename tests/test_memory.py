@@ -420,3 +420,56 @@ def test_bad_model_settings_are_refused() -> None:
     for field, value in (("embedder", "openai"), ("embedder", "magic"), ("summarizer", "none")):
         with pytest.raises(ValueError, match=field):
             Settings(**{field: value})
+
+
+# -- pgvector -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pgvector_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL with pgvector: the one PyPI's ``pgserver`` bundles (Debian has no
+    pgvector package), in a fresh directory."""
+    pgserver = pytest.importorskip("pgserver", reason="pip install pgserver (test extra)")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
+    try:
+        server.psql("CREATE DATABASE sessiond_memory;")
+        host = server.get_uri().split("host=", 1)[1]
+        yield f"postgresql+psycopg://postgres@/sessiond_memory?host={host}"
+    finally:
+        server.cleanup()
+
+
+def test_pgvector_scores_in_the_database(
+    pgvector_url: str, tmp_path: Any, model: MockModel
+) -> None:
+    import sqlalchemy as sa
+
+    model.synonyms = {"automobile": "car"}
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pgvector_url,
+        access_log=False,
+        sweep_interval_seconds=None,
+        embedder=f"openai:{model.url}",
+        embedding_model="m1",
+    )
+    with app_client(settings) as c:
+        assert c.app.state.ctx.memory.index.native is True  # type: ignore[attr-defined]
+        api = make_tenant(c, "acme").api(c)
+        car = add(api, "the car is red", namespace="garage")
+        for i in range(60):  # strong matches outside the namespace filter
+            add(api, f"car car car {i}", namespace="elsewhere")
+        top = search(api, "automobile", namespace="garage", topK=1)["matches"][0]
+        assert top["memory"]["id"] == car["id"] and top["vectorRank"] == 1
+        assert top["textRank"] is None
+        ranked = search(api, "automobile", mode="vector", topK=3)
+        assert ranked["mode"] == "vector" and len(ranked["matches"]) == 3
+        db = c.app.state.ctx.db  # type: ignore[attr-defined]
+
+        def filled(tx: Any) -> tuple[int, int]:
+            row = tx.conn.execute(
+                sa.text("SELECT count(*), count(embedding) FROM memory_vectors")
+            ).one()
+            return int(row[0]), int(row[1])
+
+        assert db.read_sync(filled) == (61, 61)

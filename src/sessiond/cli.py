@@ -203,8 +203,12 @@ def memory_reembed(
         def progress(done: int) -> None:
             err.print(f"memory: {done} embedded…", highlight=False)
 
+        async def run() -> int:
+            await memory.prepare()
+            return await memory.embed_backlog(progress=progress)
+
         try:
-            done = asyncio.run(memory.embed_backlog(progress=progress))
+            done = asyncio.run(run())
         except EmbedError as e:
             _fail(f"embedding failed: {e}")
         finally:

@@ -123,6 +123,8 @@ class VectorIndex:
     """Matrices by (account, model). ``search`` runs inside a read transaction."""
 
     def __init__(self) -> None:
+        # True on PostgreSQL with pgvector: the database scores, no matrix is kept.
+        self.native = False
         self._matrices: dict[tuple[str, str], Matrix] = {}
         self._lock = threading.Lock()
 

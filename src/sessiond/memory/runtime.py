@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sessiond.db.executor import Database
-from sessiond.memory import search, service
+from sessiond.memory import pgvector, search, service
 from sessiond.memory.embedders import Embedder, EmbedError, make_embedder
 from sessiond.memory.index import VectorIndex
 from sessiond.memory.service import Embedded, MemoryLimits
@@ -64,7 +64,7 @@ class Memory:
         except EmbedError as e:
             log.warning("memory: embedding failed (%s); the item is embedded later", e)
             return None
-        return Embedded(embedder.model, vectors[0])
+        return Embedded(embedder.model, vectors[0], native=self.index.native)
 
     async def embed_query(self, text: str) -> np.ndarray | None:
         if self.embedder is None:
@@ -116,7 +116,8 @@ class Memory:
             if not items:
                 return total
             vectors = await asyncio.to_thread(embedder.documents, [text for _, text, _ in items])
-            embedded = [Embedded(embedder.model, vector) for vector in vectors]
+            native = self.index.native
+            embedded = [Embedded(embedder.model, vector, native=native) for vector in vectors]
             stored = await self.db.write(
                 service.store_vectors, [(num, at) for num, _, at in items], embedded
             )
@@ -143,7 +144,16 @@ class Memory:
                 async with asyncio.timeout(backoff):
                     await self._wake.wait()
 
+    async def prepare(self) -> None:
+        """pgvector when the database has it, and the rows it has not seen filled."""
+        if self.db.dialect == "postgresql":
+            self.index.native = await self.db.write(pgvector.enable)
+            if self.index.native:
+                while await self.db.write(pgvector.backfill, 500) == 500:
+                    pass
+
     async def start(self) -> None:
+        await self.prepare()
         if self.embedder is not None:
             self._task = asyncio.create_task(self._run(), name="memory-embedding")
 

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import ValidationFailed, invalid
-from sessiond.memory import service
+from sessiond.memory import pgvector, service
 from sessiond.memory.index import VectorIndex
 from sessiond.memory.models import QUERY_CHARS, TOP_K_MAX
 
@@ -185,6 +185,10 @@ def vector_ranking(
     filters: Filters,
     limit: int,
 ) -> list[int]:
+    if index.native:
+        return pgvector.ranking(
+            tx, account_id, model, query, _where(tx, account_id, filters), limit
+        )
     allowed = None
     if filters.metadata:
         allowed = {

@@ -25,6 +25,7 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import Conflict, NotFound, invalid
 from sessiond.ids import iso, new_id
+from sessiond.memory import pgvector
 from sessiond.memory.models import (
     MAX_TTL_SECONDS,
     NAMESPACE_PATTERN,
@@ -53,6 +54,7 @@ class Embedded:
 
     model: str
     vector: np.ndarray
+    native: bool = False  # also store it for pgvector (``memory.pgvector``)
 
     @property
     def dims(self) -> int:
@@ -170,8 +172,8 @@ def _store_vector(tx: Tx, account_id: str, num: int, embedded: Embedded) -> None
     row each time: its ``seq`` is what the matrices read past (``memory.index``)."""
     tx.order_commits()
     tx.conn.execute(v.delete().where(v.c.memory_num == num))
-    tx.conn.execute(
-        v.insert(),
+    seq = tx.conn.execute(
+        v.insert().returning(v.c.seq),
         {
             "memory_num": num,
             "model": embedded.model,
@@ -180,7 +182,9 @@ def _store_vector(tx: Tx, account_id: str, num: int, embedded: Embedded) -> None
             "vector": np.ascontiguousarray(embedded.vector, dtype=np.float32).tobytes(),
             "created_at": tx.now,
         },
-    )
+    ).scalar_one()
+    if embedded.native:
+        pgvector.store(tx, seq, embedded.vector)
 
 
 def _emit(tx: Tx, row: dict[str, Any], type: str, data: dict[str, Any]) -> None:
