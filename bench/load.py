@@ -146,7 +146,8 @@ class RequestBuilder:
 
     def bare(self, method: str, path: str) -> bytes:
         """A request without a body (DELETE, ...), with the auth header."""
-        return method.encode() + b" " + path.encode() + b" HTTP/1.1\r\n" + self._auth_headers + b"\r\n"
+        head = method.encode() + b" " + path.encode() + b" HTTP/1.1\r\n"
+        return head + self._auth_headers + b"\r\n"
 
     def with_body(self, method: str, path: str, body: bytes) -> bytes:
         return b"".join(
@@ -384,9 +385,7 @@ async def run_scenario(
     conns = await open_connections(host, port, connections)
     status = EXPECTED_STATUS[scenario] if expected is None else expected
     try:
-        return await _measure(
-            scenario, conns, factory, seconds, max_requests, warmup, pids, status
-        )
+        return await _measure(scenario, conns, factory, seconds, max_requests, warmup, pids, status)
     finally:
         for c in conns:
             c.close()
@@ -960,6 +959,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only", default=None, help="comma-separated subset of: " + ",".join(ALL_SCENARIOS)
     )
     p.add_argument("--seed", type=int, default=4000, help="sessions created before the scenarios")
+    p.add_argument(
+        "--delete-pool",
+        type=int,
+        default=4000,
+        help="sessions created (untimed) before each delete row; the row stops when used up",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="pass `--workers N` to `sessiond serve` (only when given)",
+    )
     p.add_argument("--json", dest="json_path", default=None, help="also write raw figures here")
     p.add_argument("--url", default=None, help="use this running server (loopback only)")
     p.add_argument("--key", default=None, help="API key for --url")
@@ -996,6 +1007,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--url needs --key")
     if args.pid is not None and not args.url:
         p.error("--pid only makes sense with --url")
+    if args.workers is not None and args.url:
+        p.error("--workers only applies to the server the driver starts (not with --url)")
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be positive")
+    if args.delete_pool < 1:
+        p.error("--delete-pool must be positive")
     return args
 
 
@@ -1032,6 +1049,8 @@ async def bench(args: argparse.Namespace) -> int:
         "max_requests": args.max_requests,
         "warmup": args.warmup,
         "seed": args.seed,
+        "delete_pool": args.delete_pool,
+        "workers": args.workers,
     }
     rc = 0
     try:
@@ -1041,24 +1060,35 @@ async def bench(args: argparse.Namespace) -> int:
             server_pid: int | None = args.pid
             meta["server"] = {"url": args.url, "pid": server_pid}
         else:
-            server = ManagedServer(find_sessiond(args.sessiond), args.server_arg, args.keep_data)
+            server_args = list(args.server_arg)
+            if args.workers is not None:
+                server_args += ["--workers", str(args.workers)]
+            server = ManagedServer(find_sessiond(args.sessiond), server_args, args.keep_data)
             server.start()
             assert server.proc is not None
             print(f"started sessiond pid {server.proc.pid} on {server.url}, data {server.data_dir}")
-            key = await server.wait_ready(args.startup_timeout)
+            try:
+                key = await server.wait_ready(args.startup_timeout)
+            except RuntimeError as exc:
+                if args.workers is not None:
+                    raise RuntimeError(
+                        f"{exc}\n(`--workers {args.workers}` was passed to `sessiond serve`: "
+                        "if the log says the option is unknown, this sessiond has no --workers)"
+                    ) from exc
+                raise
             host, port = "127.0.0.1", server.port
             server_pid = server.proc.pid
             meta["server"] = {
                 "url": server.url,
                 "pid": server_pid,
-                "cmd": [server.executable, "serve", *args.server_arg],
+                "cmd": [server.executable, "serve", *server_args],
             }
 
         def server_pids() -> list[int]:
             return process_tree(server_pid) if server_pid is not None else []
 
         builder = RequestBuilder(host, port, key)
-        needs_ids = any(s in ("get", "list", "patch") for s in args.scenarios)
+        needs_ids = any(s in ("get", "list", "patch", "append", "messages") for s in args.scenarios)
         ids: list[str] = []
         if needs_ids and args.seed > 0:
             t0 = time.perf_counter()
@@ -1069,11 +1099,29 @@ async def bench(args: argparse.Namespace) -> int:
             took = time.perf_counter() - t0
             print(f"seeded {len(ids):,} sessions in {took:.1f} s ({len(ids) / took:,.0f}/s)")
         elif needs_ids:
-            raise SystemExit("get/list/patch need --seed > 0")
+            raise SystemExit("get/list/patch/append/messages need --seed > 0")
         meta["seeded"] = len(ids)
-        factories = make_factories(builder, ids)
+        delete_pool = IdPool()
+        factories = make_factories(builder, ids, delete_pool)
+
+        async def refill_delete_pool() -> None:
+            # Untimed: the sessions a delete row removes (+1 for the response check).
+            t0 = time.perf_counter()
+            pool_conns = await open_connections(host, port, TARGET_CONNECTIONS)
+            try:
+                delete_pool.refill(await seed_sessions(pool_conns, builder, args.delete_pool + 1))
+            finally:
+                for c in pool_conns:
+                    c.close()
+            print(
+                f"  (created {args.delete_pool + 1:,} sessions to delete "
+                f"in {time.perf_counter() - t0:.1f} s)",
+                flush=True,
+            )
 
         for scenario in args.scenarios:
+            if scenario == "delete":
+                await refill_delete_pool()
             conns = await open_connections(host, port, 1)
             status, body = await conns[0].request(factories[scenario](0, 0))
             conns[0].close()
@@ -1088,6 +1136,13 @@ async def bench(args: argparse.Namespace) -> int:
                     and server.proc.poll() is not None
                 ):
                     raise RuntimeError("sessiond died during the run\n" + server.log_tail())
+                max_requests, warmup = args.max_requests, args.warmup
+                if scenario == "delete":
+                    # No time-based warm-up: it would consume an unknown number of the
+                    # pool's sessions. The row ends when the pool is used up.
+                    if delete_pool.left < args.delete_pool:
+                        await refill_delete_pool()
+                    max_requests, warmup = min(max_requests, delete_pool.left), 0.0
                 res = await run_scenario(
                     scenario,
                     n,
@@ -1095,8 +1150,8 @@ async def bench(args: argparse.Namespace) -> int:
                     port,
                     factories[scenario],
                     seconds=args.seconds,
-                    max_requests=args.max_requests,
-                    warmup=args.warmup,
+                    max_requests=max_requests,
+                    warmup=warmup,
                     server_pids=server_pids,
                 )
                 results.append(res)

@@ -78,7 +78,7 @@ async def list_messages(
 
 @router.get("/{message_id}", response_model=MessageEnvelope)
 async def get_message(session_id: str, message_id: str, ctx: Ctx, principal: Reader) -> Response:
-    text = await ctx.db.read(messages.get_text, principal.account_id, session_id, message_id)
+    text = await ctx.db.read_point(messages.get_text, principal.account_id, session_id, message_id)
     return Response(f'{{"message":{text}}}', media_type="application/json")
 
 

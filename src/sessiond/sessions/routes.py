@@ -136,7 +136,8 @@ async def get_session(
             body += f',"messages":[{",".join(docs)}]'
         return version, body + "}"
 
-    version, body = await ctx.db.read(read)
+    point = ctx.db.read if with_messages else ctx.db.read_point
+    version, body = await point(read)
     return Response(body, media_type="application/json", headers={"ETag": f'"{version}"'})
 
 
@@ -195,7 +196,7 @@ async def patch_tags(
 
 @router.get("/{session_id}/context", response_model=ContextEnvelope)
 async def get_context(session_id: str, ctx: Ctx, principal: Reader) -> Response:
-    context = await ctx.db.read(kernel.get_context, principal.account_id, session_id)
+    context = await ctx.db.read_point(kernel.get_context, principal.account_id, session_id)
     return Json({"context": context})
 
 
