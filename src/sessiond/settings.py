@@ -162,6 +162,11 @@ class Settings(BaseModel):
     # Succeeded and failed deliveries are purged by the sweep after this long.
     webhook_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
+    # Import (docs/export.md): the largest archive accepted (the body is streamed to a
+    # temporary file; more → 413), and the largest manifest in it (parsed in memory).
+    import_max_bytes: int = Field(default=1024**3, ge=1)
+    import_manifest_bytes: int = Field(default=256 * 1024**2, ge=1)
+
     access_log: bool = True
     log_level: str = "info"
 
