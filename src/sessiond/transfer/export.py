@@ -8,6 +8,8 @@ every table is read at the same moment, as SQLite's single snapshot does anyway.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +30,16 @@ from sessiond.transfer.rows import Spec
 
 BATCH = 500
 g = t.git_objects
+
+
+@functools.cache
+def server_name() -> str:
+    """``sessiond <version>``, as the manifest's ``exportedBy.server`` says."""
+    try:
+        return f"sessiond {importlib.metadata.version('sessiond')}"
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree
+        return "sessiond"
+
 
 # How each session-owned table is read: its rows of the session, in a stable order.
 _ORDER: dict[str, tuple[str, ...]] = {
@@ -204,14 +216,13 @@ def build(
     *,
     events: bool,
     spool_bytes: int,
-    server: str,
 ) -> IO[bytes]:
     """The archive of the session (404 if the account has none), in a spooled temporary
     file positioned at its start; the caller reads and closes it."""
     if tx.is_postgres:  # must be the transaction's first statement
         tx.conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
     row = kernel.get_row(tx, account_id, session_id)
-    manifest = manifest_of(tx, row, server=server)
+    manifest = manifest_of(tx, row, server=server_name())
     store = ObjectStore(tx, account_id)
     shas = reachable(store, *roots(manifest))
     sizes = _sizes(tx, account_id, shas)

@@ -24,6 +24,7 @@ from sessiond.ids import new_id
 from sessiond.sessions import kernel
 from sessiond.sessions.render import render_session, session_doc
 from sessiond.sessions.service import EMPTY_SANDBOX
+from sessiond.settings import Settings
 from sessiond.transfer import archive, checks, pack, rows
 from sessiond.transfer.checks import bad, missing
 from sessiond.transfer.errors import InvalidArchive
@@ -49,6 +50,12 @@ class Limits:
     archive: int
     manifest: int
     object: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        """``import_max_bytes``, ``import_manifest_bytes``, ``limits.file_bytes``."""
+        s = settings
+        return cls(s.import_max_bytes, s.import_manifest_bytes, s.limits.file_bytes)
 
 
 @dataclass

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from sessiond import idempotency
-from sessiond.context import AppContext
 from sessiond.db.executor import Tx
 from sessiond.errors import PayloadTooLarge
 from sessiond.http.deps import Ctx, Reader, Writer
@@ -25,7 +24,6 @@ from sessiond.transfer import archive, export, importer
 
 router = APIRouter(route_class=StrictRoute, tags=["transfer"], responses=ERRORS)
 CHUNK = 64 * 1024
-SERVER = "sessiond 0.1.0"
 
 
 @router.get(
@@ -50,7 +48,6 @@ async def export_session(
         session_id,
         events=events,
         spool_bytes=ctx.settings.tuning.snapshot_spool_bytes,
-        server=SERVER,
     )
     size = out.seek(0, 2)
     out.seek(0)
@@ -100,13 +97,6 @@ async def _receive(request: Request, limit: int) -> tuple[IO[bytes], str]:
     return f, digest.hexdigest()
 
 
-def limits_of(ctx: AppContext) -> importer.Limits:
-    s = ctx.settings
-    return importer.Limits(
-        archive=s.import_max_bytes, manifest=s.import_manifest_bytes, object=s.limits.file_bytes
-    )
-
-
 @router.post(
     "/v1/sessions:import",
     status_code=201,
@@ -131,7 +121,8 @@ async def import_session(
     makes retries safe."""
     upload, fingerprint = await _receive(request, ctx.settings.import_max_bytes)
     try:
-        prepared = await asyncio.to_thread(importer.prepare, upload, limits_of(ctx))
+        limits = importer.Limits.of(ctx.settings)
+        prepared = await asyncio.to_thread(importer.prepare, upload, limits)
     finally:
         upload.close()
     try:
