@@ -32,6 +32,8 @@ EVENTS = "events.jsonl"
 ORDER = (MANIFEST, PACK, EVENTS)
 REQUIRED = (MANIFEST, PACK)
 COPY_STEP = 1024 * 1024
+# Zero blocks a tar writer may leave after the end of the archive (a record is 10 KiB).
+TRAILING_BYTES = 64 * 1024
 # Compression of the whole file: the pack is zlib data already (it barely shrinks), the
 # manifest is JSON (it shrinks ~6x at level 1 already); higher levels cost time on the pack.
 GZIP_LEVEL = 1
@@ -126,7 +128,8 @@ def _read(f: IO[bytes], pack: IO[bytes], *, manifest_limit: int, member_limit: i
     seen: list[str] = []
     events_size: int | None = None
     try:
-        with tarfile.open(fileobj=f, mode="r|gz") as tar:
+        gz = gzip.GzipFile(fileobj=f, mode="rb")
+        with tarfile.open(fileobj=gz, mode="r|") as tar:
             for member in tar:
                 name = member.name
                 shown = json.dumps(name, ensure_ascii=True)[:120]
@@ -157,6 +160,10 @@ def _read(f: IO[bytes], pack: IO[bytes], *, manifest_limit: int, member_limit: i
                 else:
                     events_size = member.size  # kept for audit, not imported
                     _skip(data, member.size)
+        # The tar ended: what follows (its zero padding) must end the gzip stream intact
+        # (CRC and length), so a file cut anywhere is refused.
+        if len(gz.read(TRAILING_BYTES + 1)) > TRAILING_BYTES:
+            raise InvalidArchive("bad_member", "the archive has data after its end")
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise _truncated(str(e) or type(e).__name__) from None
     except OSError as e:

@@ -113,9 +113,11 @@ class Conversation:
         seqs = self.bseqs.get(branch, [])
         return bisect.bisect_right(seqs, hi) - bisect.bisect_left(seqs, lo)
 
-    def check_path(self, path: Any, field: str) -> None:
+    def check_path(self, path: Any, field: str, *, live: bool = False) -> None:
         """A path ``{head, next, segments}`` (conversation/path.py) whose segments are
-        contiguous and show only messages that exist; ``next`` beyond the head's last."""
+        contiguous and show only messages that exist. ``live``: the session's own path,
+        whose ``next`` is where the next append goes (beyond the head's last message); a
+        checkpoint's head is never appended to (a restore opens a new branch)."""
         if not isinstance(path, dict) or path.keys() != {"head", "next", "segments"}:
             raise bad(field, "must be {head, next, segments}")
         head, nxt, segments = path["head"], path["next"], path["segments"]
@@ -123,7 +125,7 @@ class Conversation:
             raise missing(f"{field}.head", "is not one of the branches")
         if type(nxt) is not int or nxt < 1:
             raise bad(f"{field}.next", "must be an integer of 1 or more")
-        if head is not None and self.bseqs.get(head, [0])[-1] >= nxt:
+        if live and head is not None and self.bseqs.get(head, [0])[-1] >= nxt:
             raise bad(f"{field}.next", "must come after the head branch's last message")
         if not isinstance(segments, list):
             raise bad(f"{field}.segments", "must be a list")

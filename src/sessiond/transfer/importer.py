@@ -131,7 +131,7 @@ def _references(m: dict[str, Any], objects: checks.Objects) -> None:
     for name in ("metadata", "context"):
         _dict(session[name], f"session.{name}")
     conversation = checks.Conversation(m["branches"], m["messages"])
-    conversation.check_path(session["conversation"], "session.conversation")
+    conversation.check_path(session["conversation"], "session.conversation", live=True)
     for spec in rows.OWNED:
         for i, row in enumerate(m[spec.key]):
             if row["session_id"] != sid:
@@ -366,6 +366,27 @@ def _owned(
     return out
 
 
+# kind → (manifest key, id field) whose ids are reserved in their order.
+_KINDS = {
+    "message": ("messages", "id"),
+    "checkpoint": ("checkpoints", "id"),
+    "task": ("tasks", "id"),
+    "note": ("notes", "id"),
+    "annotation": ("annotations", "id"),
+    "approval": ("approvals", "id"),
+    "turn": ("turns", "id"),
+    "memory": ("memories", "id"),
+}
+
+
+def _reserved(m: dict[str, Any]) -> Ids:
+    ids = Ids()
+    ids.reserve("branch", m["branches"])
+    for kind, (key, field) in _KINDS.items():
+        ids.reserve(kind, (row[field] for row in m[key]))
+    return ids
+
+
 def _bump_memory(tx: Tx, account_id: str) -> None:
     """Tell every instance the account's memories changed (``memory_generations``)."""
     mg = t.memory_generations
@@ -385,7 +406,7 @@ def apply(
     ObjectStore(tx, account_id)  # the object store's lock: gc waits until this commits
     target = _workspace(tx, account_id, p.session["workspace_id"], workspace_id)
     _objects(tx, account_id, p)
-    ids = Ids()
+    ids = _reserved(p.manifest)
     row = _session(tx, account_id, target, p, ids)
     tx.conn.execute(t.sessions.insert(), row)
     sid = row["id"]
