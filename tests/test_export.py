@@ -601,11 +601,13 @@ def test_move_between_sqlite_and_postgresql_servers(
     name = f"t_{uuid.uuid4().hex[:16]}"
     cluster.create_database(name)
     servers = []
+    clients: list[httpx.Client] = []
     try:
         servers.append(start_server(lite_dir, f"sqlite:///{lite_dir / 'sessiond.db'}", "lite"))
         servers.append(start_server(pg_dir, cluster.url(name), "pg"))
         lite = _server_api(lite_dir, servers[0][1])
         pg = _server_api(pg_dir, servers[1][1])
+        clients += [lite.client, pg.client]  # type: ignore[list-item]
         sid = lite.session(title="travels", tags=["x"])["id"]
         populate(lite, sid)
         before = view(lite, sid)
@@ -617,6 +619,8 @@ def test_move_between_sqlite_and_postgresql_servers(
         assert back["importedFrom"]["sessionId"] == on_pg
         assert view(lite, back["id"]) == changed
     finally:
+        for c in clients:
+            c.close()
         for proc, _url in servers:
             stop_server(proc, signal.SIGTERM)
         cluster.drop_database(name)
