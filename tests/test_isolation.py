@@ -10,7 +10,9 @@ owner reads it. Lists never show the other account's data.
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import tarfile
 from collections.abc import Callable
 from typing import Any
 
@@ -157,10 +159,25 @@ def _owner_view(owner: Api, routes: list[APIRoute], values: dict[str, str]) -> d
     for route in routes:
         if "GET" in route.methods and not _is_stream(route) and route.path not in WRITING_GETS:
             r = owner.get(_path(route, values), expect=200)
-            gz = r.headers.get("content-type") == "application/gzip"
+            kind = r.headers.get("content-type")
             # (the gzip header holds the time it was made: compare what it holds)
-            view[route.path] = gzip.decompress(r.content) if gz else r.content
+            if kind == "application/gzip":
+                view[route.path] = gzip.decompress(r.content)
+            elif kind == "application/x-sessiond-export":
+                view[route.path] = _export_content(r.content)
+            else:
+                view[route.path] = r.content
     return view
+
+
+def _export_content(data: bytes) -> Any:
+    """What an export holds, the moment it was made aside (``exportedAt``, the times of
+    its gzip header and members)."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
+    manifest = json.loads(members.pop("manifest.json"))
+    manifest.pop("exportedAt")
+    return manifest, members
 
 
 def _masked(answer: Any, values: dict[str, str]) -> Any:

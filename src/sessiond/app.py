@@ -47,6 +47,7 @@ from sessiond.summaries import service as summaries
 from sessiond.summaries.routes import router as summaries_router
 from sessiond.summaries.summarizer import Summarizer, make_summarizer
 from sessiond.tasks.routes import router as tasks_router
+from sessiond.transfer.routes import router as transfer_router
 from sessiond.versions.compact_routes import router as compact_router
 from sessiond.versions.routes import merge_router
 from sessiond.versions.routes import router as versions_router
@@ -230,6 +231,7 @@ def create_app(
         acp_router,
         webhooks_router,
         memory_router,
+        transfer_router,
     ):
         # The routes themselves, not ``include_router``: FastAPI (0.16x) includes a router
         # as a lazy wrapper that rebuilds every route's fields (a pydantic adapter per
@@ -237,12 +239,14 @@ def create_app(
         # once, at import, with their router's settings; nothing here adds a prefix,
         # dependency or override, so they serve every app as they are.
         app.router.routes.extend(router.routes)
+    raw_routes = RawBodyRoutes(app.routes)
     app.add_middleware(
         EdgeMiddleware,
         metrics=metrics,
         body_limit=settings.limits.body_bytes,
         raw_body_limit=settings.limits.file_bytes,
-        is_raw=RawBodyRoutes(app.routes).matches,
+        is_raw=raw_routes.matches,
+        own_limit=raw_routes.own_limit,
         access_log=access_log,
     )
     return app

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -168,6 +168,109 @@ def gc(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
         f"gc: {result.accounts} account(s), {result.marked} object(s) kept, "
         f"{result.deleted} deleted"
     )
+
+
+Account = Annotated[str, typer.Option("--account", help="Account name.")]
+
+
+@app.command("export")
+def export_session(
+    session_id: str,
+    account: Account = "default",
+    events: Annotated[bool, typer.Option("--events", help="Add the event log.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Write a session of ACCOUNT as an archive (docs/export.md) to stdout or --output,
+    straight from the configured database (safe while servers run)."""
+    import shutil
+
+    from sessiond.app import open_database
+    from sessiond.transfer import export
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    db = open_database(settings)
+    try:
+        account_id = db.read_sync(lambda tx: auth.account_by_name(tx, account)["id"])
+        archive = db.read_sync(
+            export.build,
+            account_id,
+            session_id,
+            events=events,
+            spool_bytes=settings.tuning.snapshot_spool_bytes,
+        )
+    except SessiondError as exc:
+        _fail(exc.message)
+    finally:
+        db.close()
+    with archive:
+        if output is None:
+            shutil.copyfileobj(archive, sys.stdout.buffer, 1024 * 1024)
+            sys.stdout.buffer.flush()
+        else:
+            with open(output, "wb") as fh:
+                shutil.copyfileobj(archive, fh, 1024 * 1024)
+
+
+@app.command("import")
+def import_session(
+    file: Annotated[str, typer.Argument(help="The archive; - reads stdin.")],
+    account: Account = "default",
+    workspace_id: Annotated[
+        str | None, typer.Option("--workspace-id", help="Workspace of the new session.")
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Create a new session of ACCOUNT from an archive, in the configured database;
+    prints {"session": ...} as JSON. A bad archive writes nothing (exit status 1)."""
+    import shutil
+    import tempfile
+
+    from sessiond.app import open_database
+    from sessiond.sessions.render import render_session
+    from sessiond.transfer import importer
+
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    limits = importer.Limits.of(settings)
+    with tempfile.TemporaryFile() as spooled:
+        source: IO[bytes]
+        if file == "-":
+            shutil.copyfileobj(sys.stdin.buffer, spooled, 1024 * 1024)
+            spooled.seek(0)
+            source = spooled
+        else:
+            try:
+                source = open(file, "rb")  # noqa: SIM115 (closed below)
+            except OSError as exc:
+                _fail(f"cannot read {file}: {exc.strerror}")
+        with source:
+            size = source.seek(0, 2)
+            source.seek(0)
+            if size > limits.archive:
+                _fail(f"{file} is over the {limits.archive}-byte import limit (import_max_bytes)")
+            try:
+                prepared = importer.prepare(source, limits)
+            except SessiondError as exc:
+                _fail(exc.message)
+    db = open_database(settings)
+    try:
+
+        def write(tx: Any) -> dict[str, Any]:
+            account_id = auth.account_by_name(tx, account)["id"]
+            row = importer.apply(tx, account_id, prepared, workspace_id=workspace_id)
+            return render_session(row, tx.now)
+
+        session = db.write_sync(write)
+    except SessiondError as exc:
+        _fail(exc.message)
+    finally:
+        db.close()
+        prepared.close()
+    print(json.dumps({"session": session}))
 
 
 @memory_app.command("reembed")

@@ -182,6 +182,10 @@ class Settings(BaseModel):
     # model (it is also woken by every new memory), and how many it embeds per batch.
     memory_embed_poll_seconds: float = Field(default=5.0, gt=0)
     memory_embed_batch: int = Field(default=32, ge=1)
+    # Import (docs/export.md): the largest archive accepted (the body is streamed to a
+    # temporary file; more → 413), and the largest manifest in it (parsed in memory).
+    import_max_bytes: int = Field(default=1024**3, ge=1)
+    import_manifest_bytes: int = Field(default=256 * 1024**2, ge=1)
 
     access_log: bool = True
     log_level: str = "info"

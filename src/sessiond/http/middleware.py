@@ -41,6 +41,7 @@ class EdgeMiddleware:
         access_log: AccessLog | None,
         raw_body_limit: int | None = None,
         is_raw: Callable[[Scope], bool] = lambda scope: False,
+        own_limit: Callable[[Scope], bool] = lambda scope: False,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -50,6 +51,9 @@ class EdgeMiddleware:
         self.access_log = access_log
         # Whether a request goes to a raw-body route (``http.routing.RawBodyRoutes``).
         self.is_raw = is_raw
+        # Whether a request goes to a route that enforces its own body limit
+        # (``http.routing.streamed_body``): no limit here.
+        self.own_limit = own_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,8 +83,9 @@ class EdgeMiddleware:
         length, ctype = _body_headers(scope)
         raw = scope["method"] in BODY_METHODS and self.is_raw(scope)
         limit = self.raw_body_limit if raw else self.body_limit
+        unlimited = raw and self.own_limit(scope)
         try:
-            if length is not None and length > limit:
+            if length is not None and length > limit and not unlimited:
                 await self._reject(
                     send_wrapper,
                     413,
@@ -95,6 +100,8 @@ class EdgeMiddleware:
                         f"Content-Type {mime} is not accepted here; send application/json"
                     ),
                 )
+            elif unlimited:
+                await self.app(scope, receive, send_wrapper)
             else:
                 await self.app(scope, self._limited(receive, limit), send_wrapper)
         except Exception:

@@ -104,14 +104,28 @@ def raw_body(endpoint: _F) -> _F:
     return endpoint
 
 
+OWN_LIMIT = "sessiond_own_limit"
+
+
+def streamed_body(endpoint: _F) -> _F:
+    """Mark a raw-body route that reads its body as a stream and enforces a limit of its
+    own (an import archive: ``import_max_bytes``): the edge does not cap its size."""
+    setattr(endpoint, OWN_LIMIT, True)
+    return raw_body(endpoint)
+
+
 class RawBodyRoutes:
     """The routes marked ``raw_body``; ``matches(scope)`` tells whether a request goes to
-    one of them — decided by the routes' own patterns, never by the path's text."""
+    one of them, ``own_limit(scope)`` whether to one marked ``streamed_body`` — decided
+    by the routes' own patterns, never by the path's text."""
 
     def __init__(self, routes: list[Any]) -> None:
-        self.routes = [
-            r for r in flatten_routes(routes) if getattr(getattr(r, "endpoint", None), RAW_BODY, 0)
-        ]
+        marked = [(r, getattr(r, "endpoint", None)) for r in flatten_routes(routes)]
+        self.routes = [r for r, e in marked if getattr(e, RAW_BODY, 0)]
+        self.streamed = [r for r, e in marked if getattr(e, OWN_LIMIT, 0)]
 
     def matches(self, scope: Scope) -> bool:
         return any(route.matches(scope)[0] == Match.FULL for route in self.routes)
+
+    def own_limit(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] == Match.FULL for route in self.streamed)

@@ -1,0 +1,1 @@
+"""Session export and import (docs/design/export.md): one file in, one new session out."""
