@@ -31,11 +31,11 @@ def _seed(tx: Any, limits: Any, account_id: str, session_id: str, n: int) -> Non
 
 def run(database_url: str, data_dir: Path, messages: int, checkpoints: int) -> dict[str, float]:
     from fastapi.testclient import TestClient
+    from tests.support.api import Api, make_tenant
 
     from sessiond.app import create_app
     from sessiond.settings import Settings
     from sessiond.versions import checkpoints as cps
-    from tests.support.api import Api, make_tenant
 
     settings = Settings(data_dir=data_dir, database_url=database_url, access_log=False)
     settings = settings.model_copy(update={"sweep_interval_seconds": None})
@@ -45,11 +45,11 @@ def run(database_url: str, data_dir: Path, messages: int, checkpoints: int) -> d
         db = client.app.state.ctx.db  # type: ignore[attr-defined]
         sid = api.session(title="big")["id"]
         for done in range(0, messages, 1000):
-            db.write_sync(_seed, settings.limits, tenant.account_id, sid, min(1000, messages - done))
-        for i in range(checkpoints):
             db.write_sync(
-                cps.create, tenant.account_id, sid, label=f"cp{i}", description=None
+                _seed, settings.limits, tenant.account_id, sid, min(1000, messages - done)
             )
+        for i in range(checkpoints):
+            db.write_sync(cps.create, tenant.account_id, sid, label=f"cp{i}", description=None)
         start = time.perf_counter()
         api.delete(f"/v1/sessions/{sid}", expect=204)
         out = {"delete_ms": (time.perf_counter() - start) * 1000}

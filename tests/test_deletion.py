@@ -3,8 +3,10 @@
 The tables are every table of ``sessiond.db.tables.metadata`` with a ``session_id``
 column, so a table added tomorrow is covered the day it appears (and this test fails,
 naming it, until it can put a row of the session in it). The data is made through the
-HTTP API only. What may remain: the ``session.deleted`` event (account-wide streams see
-it) and message rows that a fork still shows.
+HTTP API only. DELETE marks the session (404 at once); the rows go with the background
+purge, run here through the app's database (``sessions.purge.purge_step``, as the
+sweeper does) or by the sweeper itself. What may remain: the ``session.deleted`` event
+(account-wide streams see it) and message rows that a fork still shows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
+from sessiond.sessions.purge import purge_step
 from tests.support.api import Api
 from tests.support.resources import fill_session
 
@@ -39,6 +42,15 @@ def _rows(client: TestClient, sid: str) -> dict[str, list[dict[str, Any]]]:
         return out
 
     return client.app.state.ctx.db.read_sync(read)  # type: ignore[attr-defined,no-any-return]
+
+
+def _purge(client: TestClient, batch: int = 1000, steps: int | None = None) -> int:
+    """Run purge steps as the sweeper does (all of them, or ``steps``); how many ran."""
+    db = client.app.state.ctx.db  # type: ignore[attr-defined]
+    ran = 0
+    while (steps is None or ran < steps) and db.write_sync(purge_step, batch=batch):
+        ran += 1
+    return ran
 
 
 def _messages(api: Api, sid: str) -> list[dict[str, Any]]:
@@ -68,6 +80,11 @@ def test_tables_with_a_session_id_are_found() -> None:
 def test_delete_leaves_no_row_of_the_session(client: TestClient, api: Api) -> None:
     sid = _full_session(api, client)
     api.delete(f"/v1/sessions/{sid}", expect=204)
+    api.get(f"/v1/sessions/{sid}", expect=404, code="not_found")
+    marked = _rows(client, sid)
+    assert marked["sessions"][0]["deleted_at"] is not None  # the purge is still to come
+    assert marked["messages"] and marked["checkpoints"]
+    assert _purge(client) > 1
     left = _rows(client, sid)
     assert [e["type"] for e in left.pop("events")] == ["session.deleted"]
     assert {name: rows for name, rows in left.items() if rows} == {}
@@ -93,6 +110,8 @@ def test_delete_keeps_only_the_messages_a_fork_shows(client: TestClient, api: Ap
     shared = _shared(api, sid, fork_id)
     assert len(shared) == 4 and len(shown) == 5  # fill_session's four, and the fork's own
     api.delete(f"/v1/sessions/{sid}", expect=204)
+    assert _messages(api, fork_id) == shown  # at once
+    _purge(client)
 
     assert _messages(api, fork_id) == shown  # the fork still shows all of its history
     left = _rows(client, sid)
@@ -101,6 +120,7 @@ def test_delete_keeps_only_the_messages_a_fork_shows(client: TestClient, api: Ap
     assert {name: rows for name, rows in left.items() if rows} == {}
 
     api.delete(f"/v1/sessions/{fork_id}", expect=204)
+    _purge(client)
     for gone in (sid, fork_id):
         left = _rows(client, gone)
         assert [e["type"] for e in left.pop("events")] == ["session.deleted"]
@@ -111,7 +131,7 @@ def test_delete_keeps_only_the_messages_a_fork_shows(client: TestClient, api: Ap
     strict=True,
     reason="defect: messages the parent appended after a fork stay on the shared branch "
     "when the parent is deleted (nobody shows them) until the fork is deleted too; "
-    "sessions.refs.release keeps a whole branch while anyone references any part of it",
+    "the purge (sessions.purge) keeps a whole branch while anyone references any part of it",
 )
 def test_messages_the_parent_wrote_after_a_fork_go_with_it(client: TestClient, api: Api) -> None:
     sid = _full_session(api, client)
@@ -120,6 +140,7 @@ def test_messages_the_parent_wrote_after_a_fork_go_with_it(client: TestClient, a
     shown = _messages(api, fork_id)
     shared = _shared(api, sid, fork_id)
     api.delete(f"/v1/sessions/{sid}", expect=204)
+    _purge(client)
     assert _messages(api, fork_id) == shown
     left = _rows(client, sid)["messages"]
     assert {m["id"] for m in left} == shared, [m["doc"] for m in left if m["id"] not in shared]

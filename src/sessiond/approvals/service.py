@@ -321,6 +321,8 @@ def list_page(
         assert f.session_id is not None
         kernel.require_exists(tx, account_id, f.session_id)
     q = sa.select(a).where(a.c.account_id == account_id)
+    if not session_scoped:
+        q = q.where(kernel.shown(a.c.session_id, account_id))
     if f.status is not None:
         q = q.where(a.c.status == f.status)
     if f.session_id is not None:
