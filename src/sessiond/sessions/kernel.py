@@ -65,6 +65,12 @@ def shown(column: sa.ColumnElement[Any], account_id: Any) -> sa.ColumnElement[bo
     return sa.or_(column.is_(None), column.not_in(deleted_ids(account_id)))
 
 
+def alive(session_id: sa.ColumnElement[Any]) -> sa.Exists:
+    """The session ``session_id`` (a column) is not deleted: for a read that finds a
+    session-owned row without reading the session first (one query, a primary-key probe)."""
+    return sa.exists().where(t.sessions.c.id == session_id, LIVE)
+
+
 # -- reads ---------------------------------------------------------------------------------
 
 
