@@ -329,3 +329,61 @@ def test_account_stream_filtered_on_foreign_resource_is_404(
     with intruder.client.stream("GET", f"/v1/events/stream?{param}={value}", headers=headers) as r:
         r.read()
     assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
+
+
+# -- a deleted session ----------------------------------------------------------------------
+
+# Path parameters that name a session or something inside one (the memory item too: it
+# belongs to the session that made it). A route with one of them is the session's.
+SESSION_PARAMS = {
+    "session_id",
+    "message_id",
+    "task_id",
+    "note_id",
+    "annotation_id",
+    "approval_id",
+    "checkpoint_id",
+    "turn_id",
+    "memory_id",
+}
+
+
+def test_every_route_of_a_deleted_session_is_404_at_once(client: TestClient, owner: Api) -> None:
+    """Right after ``DELETE`` (its rows not purged yet: the sweep is off here), every
+    method of every route that names the session or one of its resources answers its own
+    account 404 ``not_found`` — the answer for ids that never existed — and writes
+    nothing."""
+    mine = make_resources(owner)
+    real = {**mine.path_params(), "rest": "info/refs"}
+    fake = {
+        name: value if name in NOT_IDS else new_id(value.partition("_")[0] or "x")
+        for name, value in real.items()
+    }
+    routes = [r for r in _routes(client) if set(r.param_convertors) & SESSION_PARAMS]
+    owner.delete(f"/v1/sessions/{mine.session_id}", expect=204)
+    left = _database(client)
+    assert [s[0] for s in left["sessions"]] == [mine.session_id]  # marked, not purged yet
+    problems = []
+    rows = left
+    for route in routes:
+        for method in sorted(route.methods):
+            label = _label(method, route)
+            make_body = BODIES.get(label, lambda values: None)
+            status, got = _call(owner, method, route, _path(route, real), make_body(real))
+            if status != 404 or not isinstance(got, dict) or got.get("code") != "not_found":
+                problems.append(f"{label}: {status} {got!r:.300}")
+            else:
+                _, never = _call(owner, method, route, _path(route, fake), make_body(fake))
+                if _masked(got, real) != _masked(never, fake):
+                    problems.append(f"{label}: {got} differs from the answer {never}")
+            now = _database(client)
+            if now != rows:
+                changed = sorted(name for name in rows if rows[name] != now[name])
+                problems.append(f"{label}: changed the database (tables {changed})")
+                rows = now
+    assert not problems, "\n".join(problems)
+    assert len(routes) >= 50  # the route table really was read
+    # Naming it from another session is no way in either.
+    other = owner.session()["id"]
+    merge = {"sourceSessionId": mine.session_id}
+    owner.post(f"/v1/sessions/{other}:mergeFrom", merge, expect=404, code="not_found")

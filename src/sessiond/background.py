@@ -1,5 +1,5 @@
-"""Periodic background work: TTL expiry sweep, expired cache entries, idempotency purge,
-old webhook deliveries.
+"""Periodic background work: TTL expiry sweep, the purge of deleted sessions, expired
+cache entries, idempotency purge, old webhook deliveries.
 
 Safe with many instances: the sweep claims rows with ``SKIP LOCKED`` on PostgreSQL.
 """
@@ -14,6 +14,7 @@ from sessiond.cache import service as cache
 from sessiond.db.executor import Database
 from sessiond.files import gc
 from sessiond.memory import service as memories
+from sessiond.sessions import purge as deleted_sessions
 from sessiond.sessions import service as sessions
 from sessiond.settings import Tuning
 from sessiond.webhooks import service as webhooks
@@ -30,7 +31,8 @@ async def sweeper(
     tuning: Tuning,
     delivery_retention_ms: int,
 ) -> None:
-    """Every ``interval`` seconds: expiry, cache and memory purge; every 60th: idempotency purge and
+    """Every ``interval`` seconds: expiry, the purge of deleted sessions (until none is
+    left), cache and memory purge; every 60th: idempotency purge and
     final webhook deliveries older than ``delivery_retention_ms``;
     every ``gc_every``-th (0: never): garbage collection of unreachable git objects.
     Batch sizes come from ``tuning``; a full batch means more may wait, so it goes again."""
@@ -41,6 +43,8 @@ async def sweeper(
         try:
             expiry, purge = tuning.expiry_batch, tuning.cache_purge_batch
             while await db.write(sessions.sweep_expired, limit=expiry) >= expiry:
+                pass
+            while await db.write(deleted_sessions.purge_step, batch=tuning.purge_batch):
                 pass
             while await db.write(cache.purge_expired, limit=purge) >= purge:
                 pass

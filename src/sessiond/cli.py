@@ -153,20 +153,25 @@ def _run(settings: Settings, fn: Any, *args: Any) -> Any:
 
 @app.command()
 def gc(data_dir: DataDir = None, database_url: DbUrl = None) -> None:
-    """Delete git objects no working tree, checkpoint or commit refers to (safe while the
-    server runs; it also does this periodically)."""
+    """Finish the purge of deleted sessions, then delete git objects no working tree,
+    checkpoint or commit refers to (safe while the server runs; it also does both
+    periodically)."""
     from sessiond.app import open_database
     from sessiond.files import gc as collector
+    from sessiond.sessions import purge
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     db = open_database(settings)
     try:
+        purged = 0
+        while done := db.write_sync(purge.purge_step, batch=settings.tuning.purge_batch):
+            purged += done
         result = collector.collect_all(db, batch=settings.tuning.gc_delete_batch)
     finally:
         db.close()
     print(
-        f"gc: {result.accounts} account(s), {result.marked} object(s) kept, "
-        f"{result.deleted} deleted"
+        f"gc: {purged} row(s) of deleted sessions purged; {result.accounts} account(s), "
+        f"{result.marked} object(s) kept, {result.deleted} deleted"
     )
 
 

@@ -51,6 +51,8 @@ class Tuning(BaseModel):
     expiry_batch: int = Field(default=500, ge=1)
     cache_purge_batch: int = Field(default=1000, ge=1)
     gc_delete_batch: int = Field(default=500, ge=1)
+    # Rows of a deleted session deleted per statement (per table) by one purge step.
+    purge_batch: int = Field(default=1000, ge=1)
     # Events read per query while a stream catches up with the log, and by the event pump.
     event_catch_up_batch: int = Field(default=500, ge=1)
     event_pump_batch: int = Field(default=1000, ge=1)

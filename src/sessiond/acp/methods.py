@@ -145,7 +145,9 @@ async def list_sessions(ctx: AppContext, who: Principal, params: dict[str, Any])
     s = t.sessions.c
 
     def read(tx: Tx) -> tuple[list[Any], str | None]:
-        q = sa.select(s.id, s.title, s.updated_at).where(s.account_id == who.account_id)
+        q = sa.select(s.id, s.title, s.updated_at).where(
+            s.account_id == who.account_id, s.deleted_at.is_(None)
+        )
         if workspace is not None:
             q = q.where(s.workspace_id == workspace)
         if cursor:

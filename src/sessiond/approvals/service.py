@@ -274,7 +274,10 @@ def cancel_pending(tx: Tx, account_id: str, session_id: str, approval_ids: list[
 def _row(tx: Tx, account_id: str, session_id: str, approval_id: str) -> dict[str, Any] | None:
     found = tx.conn.execute(
         sa.select(a).where(
-            a.c.id == approval_id, a.c.session_id == session_id, a.c.account_id == account_id
+            a.c.id == approval_id,
+            a.c.session_id == session_id,
+            a.c.account_id == account_id,
+            kernel.alive(a.c.session_id),
         )
     ).first()
     return None if found is None else dict(found._mapping)
@@ -321,6 +324,8 @@ def list_page(
         assert f.session_id is not None
         kernel.require_exists(tx, account_id, f.session_id)
     q = sa.select(a).where(a.c.account_id == account_id)
+    if not session_scoped:
+        q = q.where(kernel.shown(a.c.session_id, account_id))
     if f.status is not None:
         q = q.where(a.c.status == f.status)
     if f.session_id is not None:

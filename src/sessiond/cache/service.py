@@ -204,6 +204,7 @@ def get_text(tx: Tx, account_id: str, session_id: str, key: str) -> str:
             c.c.key == key,
             c.c.account_id == account_id,
             _live(tx.now),
+            kernel.alive(c.c.session_id),
         )
     ).first()
     if row is None:

@@ -73,6 +73,7 @@ def render(
 _PATH = sa.select(t.sessions.c.conversation).where(
     t.sessions.c.id == sa.bindparam("session_id"),
     t.sessions.c.account_id == sa.bindparam("account_id"),
+    t.sessions.c.deleted_at.is_(None),
 )
 
 

@@ -113,6 +113,9 @@ sessions = sa.Table(
     # How many times the conversation was compacted; where an imported session came from.
     sa.Column("compactions", sa.Integer, nullable=False, server_default="0"),
     sa.Column("imported_from", sa.JSON, nullable=True),
+    # Set by DELETE: the session answers 404 everywhere from then on; the sweeper purges
+    # its rows in batches, this row last (docs/design/deletion.md). The purge queue.
+    sa.Column("deleted_at", Ms, nullable=True),
     sa.Index(None, "account_id", "last_activity_at", "id"),
     sa.Index(None, "account_id", "created_at", "id"),
     sa.Index(None, "account_id", "workspace_id"),
@@ -120,6 +123,7 @@ sessions = sa.Table(
     sa.Index(None, "status", "expires_at"),
     sa.Index(None, "summary_due"),
     sa.Index(None, "sandbox_due"),
+    sa.Index(None, "deleted_at"),
 )
 
 # One row per (session, tag): makes "all of these tags" an indexed filter on both dialects.

@@ -12,6 +12,11 @@ from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import invalid
 from sessiond.ids import iso
+from sessiond.sessions import kernel
+
+# A deleted session's events stay until its purge, hidden from every reader; this one
+# stays for good (account-wide streams see the deletion).
+DELETED = "session.deleted"
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ def list_events(tx: Tx, f: EventFilter, *, after: int, limit: int) -> list[dict[
     q = sa.select(t.events).where(c.account_id == f.account_id, c.id > after)
     if f.session_id is not None:
         q = q.where(c.session_id == f.session_id)
+    else:  # (a session's own stream 404s once it is deleted: check_scope)
+        q = q.where(sa.or_(c.type == DELETED, kernel.shown(c.session_id, f.account_id)))
     if f.workspace_id is not None:
         q = q.where(c.workspace_id == f.workspace_id)
     if f.types:

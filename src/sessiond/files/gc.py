@@ -26,6 +26,7 @@ from dulwich.objects import Commit, Tree
 from sessiond.db import tables as t
 from sessiond.db.executor import Database, Tx
 from sessiond.files.objects import GC_LOCK_KEY, ObjectStore
+from sessiond.sessions import kernel
 from sessiond.sessions.figures import EMPTY_TREE
 
 g = t.git_objects
@@ -44,19 +45,27 @@ def _roots(tx: Tx, account_id: str) -> tuple[set[str], set[str]]:
     commit_roots: set[str] = set()
     s = t.sessions
     for ws, head in tx.conn.execute(
-        sa.select(s.c.workspace, s.c.commit_head).where(s.c.account_id == account_id)
+        sa.select(s.c.workspace, s.c.commit_head).where(
+            s.c.account_id == account_id, s.c.deleted_at.is_(None)
+        )
     ):
         tree_roots.update((ws["head"], ws["base"]))
         if head:
             commit_roots.add(head)
     tree_roots.update(
         tx.conn.execute(
-            sa.select(t.checkpoints.c.tree).where(t.checkpoints.c.account_id == account_id)
+            sa.select(t.checkpoints.c.tree).where(
+                t.checkpoints.c.account_id == account_id,
+                kernel.shown(t.checkpoints.c.session_id, account_id),
+            )
         ).scalars()
     )
     commit_roots.update(
         tx.conn.execute(
-            sa.select(t.commits.c.sha).where(t.commits.c.account_id == account_id)
+            sa.select(t.commits.c.sha).where(
+                t.commits.c.account_id == account_id,
+                kernel.shown(t.commits.c.session_id, account_id),
+            )
         ).scalars()
     )
     return tree_roots, commit_roots

@@ -158,7 +158,9 @@ def check_namespace(namespace: str, field: str = "namespace") -> str:
 def _session_workspace(tx: Tx, account_id: str, session_id: str) -> str:
     workspace = tx.conn.execute(
         sa.select(t.sessions.c.workspace_id).where(
-            t.sessions.c.account_id == account_id, t.sessions.c.id == session_id
+            t.sessions.c.account_id == account_id,
+            t.sessions.c.id == session_id,
+            t.sessions.c.deleted_at.is_(None),
         )
     ).scalar()
     if workspace is None:

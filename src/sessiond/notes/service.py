@@ -102,7 +102,7 @@ def list_account(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the account's notes, oldest first. A ``sessionId`` or ``workspaceId``
     filter naming one the account does not have → 404 (as the account event stream)."""
-    q = sa.select(n).where(n.c.account_id == account_id)
+    q = sa.select(n).where(n.c.account_id == account_id, kernel.shown(n.c.session_id, account_id))
     if f.session_id is not None:
         kernel.require_exists(tx, account_id, f.session_id)
         q = q.where(n.c.session_id == f.session_id)

@@ -136,7 +136,7 @@ def due(tx: Tx, host: str, now: int, limit: int) -> list[tuple[str, str]]:
     s = t.sessions.c
     q = (
         sa.select(s.account_id, s.id)
-        .where(s.sandbox_due <= now, s.sandbox_host == host)
+        .where(s.sandbox_due <= now, s.sandbox_host == host, s.deleted_at.is_(None))
         .order_by(s.sandbox_due)
         .limit(limit)
     )
@@ -147,14 +147,16 @@ def hosted(tx: Tx, host: str) -> list[tuple[str, str, str | None, str]]:
     """(account, session, sandbox state, status) of every session whose sandbox is on
     ``host``."""
     s = t.sessions.c
-    q = sa.select(s.account_id, s.id, s.sandbox, s.status).where(s.sandbox_host == host)
+    q = sa.select(s.account_id, s.id, s.sandbox, s.status).where(
+        s.sandbox_host == host, s.deleted_at.is_(None)
+    )
     return [(a, i, (box or {}).get("state"), status) for a, i, box, status in tx.conn.execute(q)]
 
 
 def statuses(tx: Tx, session_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """``(status, account)`` of each session that still exists."""
+    """``(status, account)`` of each session that still exists (not deleted)."""
     if not session_ids:
         return {}
     s = t.sessions.c
-    q = sa.select(s.id, s.status, s.account_id).where(s.id.in_(session_ids))
+    q = sa.select(s.id, s.status, s.account_id).where(s.id.in_(session_ids), s.deleted_at.is_(None))
     return {i: (status, account) for i, status, account in tx.conn.execute(q)}

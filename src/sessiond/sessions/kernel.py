@@ -44,13 +44,40 @@ def not_active(row: dict[str, Any], status: str) -> SessionNotActive:
     )
 
 
+# -- deleted sessions ----------------------------------------------------------------------
+
+# A session marked deleted (``deleted_at`` set by DELETE) is gone at once for every read
+# and write that finds it here; its rows stay until the sweeper purges them
+# (sessions/purge.py, docs/design/deletion.md).
+LIVE = t.sessions.c.deleted_at.is_(None)
+
+
+def deleted_ids(account_id: Any) -> sa.Select[tuple[str]]:
+    """The account's sessions marked deleted and not purged yet (a few at most: the purge
+    takes them within a sweep; found through the ``deleted_at`` index)."""
+    s = t.sessions.c
+    return sa.select(s.id).where(s.account_id == account_id, s.deleted_at.is_not(None))
+
+
+def shown(column: sa.ColumnElement[Any], account_id: Any) -> sa.ColumnElement[bool]:
+    """``column`` (a session id, or NULL) names no deleted session of the account: what a
+    list across sessions (notes, approvals, events, ...) adds to its query."""
+    return sa.or_(column.is_(None), column.not_in(deleted_ids(account_id)))
+
+
+def alive(session_id: sa.ColumnElement[Any]) -> sa.Exists:
+    """The session ``session_id`` (a column) is not deleted: for a read that finds a
+    session-owned row without reading the session first (one query, a primary-key probe)."""
+    return sa.exists().where(t.sessions.c.id == session_id, LIVE)
+
+
 # -- reads ---------------------------------------------------------------------------------
 
 
 def get_row(tx: Tx, account_id: str, session_id: str) -> dict[str, Any]:
     row = tx.conn.execute(
         sa.select(t.sessions).where(
-            t.sessions.c.id == session_id, t.sessions.c.account_id == account_id
+            t.sessions.c.id == session_id, t.sessions.c.account_id == account_id, LIVE
         )
     ).first()
     if row is None:
@@ -70,6 +97,7 @@ _GET_TEXT = sa.select(
 ).where(
     t.sessions.c.id == sa.bindparam("session_id"),
     t.sessions.c.account_id == sa.bindparam("account_id"),
+    LIVE,
 )
 
 
@@ -86,6 +114,7 @@ def get_text(tx: Tx, account_id: str, session_id: str) -> tuple[int, str]:
 _EXISTS = sa.select(t.sessions.c.id).where(
     t.sessions.c.id == sa.bindparam("session_id"),
     t.sessions.c.account_id == sa.bindparam("account_id"),
+    LIVE,
 )
 
 
@@ -99,6 +128,7 @@ def require_exists(tx: Tx, account_id: str, session_id: str) -> None:
 _WORKSPACE = sa.select(t.sessions.c.workspace).where(
     t.sessions.c.id == sa.bindparam("session_id"),
     t.sessions.c.account_id == sa.bindparam("account_id"),
+    LIVE,
 )
 
 
@@ -140,6 +170,7 @@ _LOCK_ROW = (
     .where(
         t.sessions.c.id == sa.bindparam("session_id"),
         t.sessions.c.account_id == sa.bindparam("account_id"),
+        LIVE,
     )
     .with_for_update()
 )
@@ -178,6 +209,7 @@ _LOCK_LIGHT = (
     .where(
         t.sessions.c.id == sa.bindparam("session_id"),
         t.sessions.c.account_id == sa.bindparam("account_id"),
+        LIVE,
     )
     .with_for_update()
 )

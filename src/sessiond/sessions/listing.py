@@ -74,7 +74,7 @@ def list_sessions(
         c.lifecycle_version,
         c.message_count,
         c.last_activity_at,
-    ).where(c.account_id == account_id)
+    ).where(c.account_id == account_id, c.deleted_at.is_(None))
     if f.workspace_id is not None:
         q = q.where(c.workspace_id == f.workspace_id)
     if f.statuses is None:

@@ -22,7 +22,7 @@ from sessiond.errors import (
 )
 from sessiond.ids import new_id
 from sessiond.memory import service as memories
-from sessiond.sessions import figures, kernel, lifecycle, refs
+from sessiond.sessions import figures, kernel, lifecycle
 from sessiond.sessions import validation as v
 from sessiond.sessions.merge_patch import merge_patch
 from sessiond.sessions.models import POLICIES, SessionCreate, SessionPatch, TagsPatch
@@ -57,20 +57,6 @@ CAMEL = {
     "expires_at": "expiresAt",
     "hibernate_after_seconds": "hibernateAfterSeconds",
 }
-# Rows that belong to one session and go with it (messages go through their refs).
-SESSION_OWNED = (
-    t.session_tags,
-    t.tasks,
-    t.notes,
-    t.annotations_table,
-    t.approvals,
-    t.cache_entries,
-    t.checkpoints,
-    t.commits,
-    t.turns,
-    t.sandbox_homes,
-    t.agent_leases,
-)
 CUSTOM_TYPE = re.compile(r"custom\.[A-Za-z0-9_.:-]{1,90}")
 
 
@@ -365,18 +351,27 @@ def close(
 
 
 def delete(tx: Tx, account_id: str, session_id: str, *, if_match: int | str | None = None) -> None:
-    """Delete the session and everything that belongs to it (its events and its memory
-    items included).
+    """Mark the session deleted: from this commit on it answers 404 everywhere, and the
+    sweeper purges its rows (``sessions.purge``). The cost does not grow with its history.
 
-    The ``session.deleted`` event is written after, so account-wide streams see it.
+    What must stop at once goes now: its agent's lease and its queued or running turns
+    (no worker may pick them up; the runner stops the agent on ``session.deleted``), and
+    its memory items (account-wide search must not find them). ``session.deleted`` is on
+    its stream and stays after the purge, so account-wide streams see it.
     """
     row = kernel.load_for_write(tx, account_id, session_id, if_match=if_match)
-    refs.release(tx, session_id)
-    for table in SESSION_OWNED:
-        tx.conn.execute(table.delete().where(table.c.session_id == session_id))
-    tx.conn.execute(t.events.delete().where(t.events.c.session_id == session_id))
+    tx.conn.execute(
+        t.sessions.update()
+        .where(t.sessions.c.id == session_id)
+        .values(deleted_at=tx.now, summary_due=None, sandbox_due=None)
+    )
+    tx.conn.execute(t.agent_leases.delete().where(t.agent_leases.c.session_id == session_id))
+    tx.conn.execute(
+        t.turns.delete().where(
+            t.turns.c.session_id == session_id, t.turns.c.status.in_(("queued", "running"))
+        )
+    )
     memories.delete_for_session(tx, account_id, session_id)
-    tx.conn.execute(t.sessions.delete().where(t.sessions.c.id == session_id))
     kernel.emit(tx, row, "session.deleted", {"id": session_id})
 
 
@@ -416,6 +411,7 @@ def sweep_expired(tx: Tx, *, limit: int) -> int:
             t.sessions.c.status == "active",
             t.sessions.c.expires_at.is_not(None),
             t.sessions.c.expires_at <= tx.now,
+            t.sessions.c.deleted_at.is_(None),
         )
         .limit(limit)
     )

@@ -158,6 +158,7 @@ def due(tx: Tx, *, limit: int = 100) -> list[tuple[str, str]]:
         .where(
             t.sessions.c.summary_due.is_not(None),
             t.sessions.c.summary_due <= tx.now - SWEEP_GRACE_MS,
+            t.sessions.c.deleted_at.is_(None),
         )
         .order_by(t.sessions.c.summary_due)
         .limit(limit)

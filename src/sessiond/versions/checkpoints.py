@@ -178,7 +178,11 @@ def state_before(
         first = max(1, last - batch + 1)
         at = {r.id: s for s, r in messages.fetch_range(tx, account_id, path, first, last)}
         found = tx.conn.execute(
-            sa.select(cp).where(cp.c.account_id == account_id, cp.c.before_message_id.in_(at))
+            sa.select(cp).where(
+                cp.c.account_id == account_id,
+                cp.c.before_message_id.in_(at),
+                kernel.shown(cp.c.session_id, account_id),
+            )
         ).all()
         if found:
             best = max(found, key=lambda f: at[f.before_message_id])

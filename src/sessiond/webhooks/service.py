@@ -24,9 +24,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.errors import Conflict, NotFound, invalid
-from sessiond.events.store import EventFilter, render_event
+from sessiond.events.store import DELETED, EventFilter, render_event
 from sessiond.ids import iso, new_id
 from sessiond.pagination import keyset
+from sessiond.sessions import kernel
 from sessiond.webhooks import signing
 from sessiond.webhooks.models import (
     SECRET_MAX,
@@ -375,9 +376,13 @@ def fan_out(tx: Tx, webhook_id: str, owner: str, lease_ms: int, batch: int) -> i
     wanted = EventFilter(
         hook["account_id"], workspace_id=hook["workspace_id"], types=tuple(hook["types"])
     )
+    # Events of a session deleted but not purged yet are passed over (its deletion is not).
+    gone = set(tx.conn.execute(kernel.deleted_ids(hook["account_id"])).scalars())
     made = []
     for event in rows:
         if not wanted.matches(event):
+            continue
+        if event["session_id"] in gone and event["type"] != DELETED:
             continue
         made.append(
             {

@@ -128,7 +128,11 @@ def delete(tx: Tx, account_id: str, workspace_id: str) -> None:
         raise Conflict("the default workspace cannot be deleted")
     in_use = tx.conn.execute(
         sa.select(t.sessions.c.id)
-        .where(t.sessions.c.account_id == account_id, t.sessions.c.workspace_id == workspace_id)
+        .where(
+            t.sessions.c.account_id == account_id,
+            t.sessions.c.workspace_id == workspace_id,
+            t.sessions.c.deleted_at.is_(None),  # a deleted one waiting for its purge is gone
+        )
         .limit(1)
     ).first()
     if in_use is not None:
