@@ -344,7 +344,7 @@ def test_idempotency_key_replays_the_import(client: TestClient, api: Api) -> Non
 
 PINNED = {
     "session": "- account_id doc sandbox sandbox_host sandbox_due acp_session_id "
-    "lifecycle_version summary_due",
+    "lifecycle_version summary_due deleted_at",
     "messages": "branch_id bseq created_at doc id role session_id status updated_at",
     "checkpoints": "auto base before_message_id context conversation created_at description "
     "figures id label message_id session_id tasks tree",

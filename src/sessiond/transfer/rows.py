@@ -56,6 +56,7 @@ SESSION = Spec(
             "acp_session_id",
             "lifecycle_version",
             "summary_due",
+            "deleted_at",
         }
     ),
 )
