@@ -13,6 +13,7 @@ from sessiond.db.executor import Tx
 from sessiond.ids import new_id
 from tests.support.api import Api, Tenant
 from tests.support.clock import Clock
+from tests.support.purge import purge
 
 FIELDS = {"id", "sessionId", "target", "body", "status", "createdAt", "updatedAt"}
 FILE = {"path": "src/app.py", "startLine": 3, "endLine": 7}
@@ -424,5 +425,6 @@ def test_deleting_the_session_deletes_its_annotations(client: TestClient, api: A
         q = sa.select(sa.func.count()).select_from(a).where(a.c.session_id == sid)
         return int(tx.conn.execute(q).scalar_one())
 
+    purge(client)  # rows go in the background (docs/design/deletion.md)
     assert client.app.state.ctx.db.read_sync(count) == 0  # type: ignore[attr-defined]
     assert listed(api, keep) == [kept]

@@ -22,6 +22,7 @@ from sessiond.settings import Settings
 from tests.support.api import Api, Tenant
 from tests.support.clock import Clock
 from tests.support.live import Live, live_server
+from tests.support.purge import purge
 
 
 def _types(api: Api, sid: str) -> list[str]:
@@ -373,6 +374,7 @@ def test_other_account_sees_nothing(api: Api, other: Tenant) -> None:
     api.get(f"/v1/sessions/{sid2}/cache/k", expect=404)
     assert api.put(f"/v1/sessions/{sid2}/cache/k", {"value": 9}).json()["entry"]["version"] == 1
     api.delete(f"/v1/sessions/{sid}", expect=204)
+    purge(api.client)  # rows go in the background (docs/design/deletion.md)
     assert _raw_rows(api, sid) == []
     assert api.get(f"/v1/sessions/{sid2}/cache/k").json()["entry"]["value"] == 9
 

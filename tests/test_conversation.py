@@ -24,6 +24,7 @@ from sessiond.sessions import service as sessions
 from sessiond.sessions.models import SessionCreate
 from sessiond.versions import appends
 from tests.support.api import Api, Tenant
+from tests.support.purge import purge
 
 # -- pure path logic ---------------------------------------------------------------------------
 
@@ -199,8 +200,10 @@ def test_fork_copies_no_rows(client: TestClient, tenant: Tenant, api: Api, size:
     api.delete(f"/v1/sessions/{sid}", expect=204)
     assert _ids(api, child, order="desc", limit=2) == [c_msg["id"], parent_ids[-6]]
     # (rows are freed a branch at a time: the parent's branch stays whole while shown)
+    purge(client)
     assert db.read_sync(_count_rows) == before + 2
     api.delete(f"/v1/sessions/{child}", expect=204)
+    purge(client)
     assert db.read_sync(_count_rows) == 0
 
 

@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from sessiond.db import tables as t
 from sessiond.db.executor import Tx
 from sessiond.events.store import EventFilter, list_events
-from sessiond.sessions.purge import purge_step
 from tests.support.api import Api
+from tests.support.purge import purge
 from tests.support.resources import fill_session
 
 SESSION_TABLES = [table for table in t.metadata.sorted_tables if "session_id" in table.c]
@@ -45,15 +45,6 @@ def _rows(client: TestClient, sid: str) -> dict[str, list[dict[str, Any]]]:
         return out
 
     return client.app.state.ctx.db.read_sync(read)  # type: ignore[attr-defined,no-any-return]
-
-
-def _purge(client: TestClient, batch: int = 1000, steps: int | None = None) -> int:
-    """Run purge steps as the sweeper does (all of them, or ``steps``); how many ran."""
-    db = client.app.state.ctx.db  # type: ignore[attr-defined]
-    ran = 0
-    while (steps is None or ran < steps) and db.write_sync(purge_step, batch=batch):
-        ran += 1
-    return ran
 
 
 def _messages(api: Api, sid: str) -> list[dict[str, Any]]:
@@ -87,7 +78,7 @@ def test_delete_leaves_no_row_of_the_session(client: TestClient, api: Api) -> No
     marked = _rows(client, sid)
     assert marked["sessions"][0]["deleted_at"] is not None  # the purge is still to come
     assert marked["messages"] and marked["checkpoints"]
-    assert _purge(client) > 1
+    assert purge(client) > 1
     left = _rows(client, sid)
     assert [e["type"] for e in left.pop("events")] == ["session.deleted"]
     assert {name: rows for name, rows in left.items() if rows} == {}
@@ -114,7 +105,7 @@ def test_delete_keeps_only_the_messages_a_fork_shows(client: TestClient, api: Ap
     assert len(shared) == 4 and len(shown) == 5  # fill_session's four, and the fork's own
     api.delete(f"/v1/sessions/{sid}", expect=204)
     assert _messages(api, fork_id) == shown  # at once
-    _purge(client)
+    purge(client)
 
     assert _messages(api, fork_id) == shown  # the fork still shows all of its history
     left = _rows(client, sid)
@@ -123,7 +114,7 @@ def test_delete_keeps_only_the_messages_a_fork_shows(client: TestClient, api: Ap
     assert {name: rows for name, rows in left.items() if rows} == {}
 
     api.delete(f"/v1/sessions/{fork_id}", expect=204)
-    _purge(client)
+    purge(client)
     for gone in (sid, fork_id):
         left = _rows(client, gone)
         assert [e["type"] for e in left.pop("events")] == ["session.deleted"]
@@ -143,7 +134,7 @@ def test_messages_the_parent_wrote_after_a_fork_go_with_it(client: TestClient, a
     shown = _messages(api, fork_id)
     shared = _shared(api, sid, fork_id)
     api.delete(f"/v1/sessions/{sid}", expect=204)
-    _purge(client)
+    purge(client)
     assert _messages(api, fork_id) == shown
     left = _rows(client, sid)["messages"]
     assert {m["id"] for m in left} == shared, [m["doc"] for m in left if m["id"] not in shared]
@@ -198,7 +189,7 @@ def test_a_deleted_session_leaves_every_list_at_once(client: TestClient, api: Ap
     api.get(f"/v1/notes?sessionId={sid}", expect=404, code="not_found")
     api.get(f"/v1/sessions/{sid}/events", expect=404, code="not_found")
     assert kept in [s["id"] for s in api.get("/v1/sessions").json()["sessions"]]
-    _purge(client)
+    purge(client)
     assert _listed(api, sid) == NOTHING
 
 
@@ -206,7 +197,7 @@ def test_deleting_twice_is_404(client: TestClient, api: Api) -> None:
     sid = api.session()["id"]
     api.delete(f"/v1/sessions/{sid}", expect=204)
     api.delete(f"/v1/sessions/{sid}", expect=404, code="not_found")
-    _purge(client)
+    purge(client)
     api.delete(f"/v1/sessions/{sid}", expect=404, code="not_found")
 
 
@@ -225,13 +216,13 @@ def test_an_interrupted_purge_is_finished_by_the_next(client: TestClient, api: A
     fork_id = _fork(api, sid)
     shown = _messages(api, fork_id)
     api.delete(f"/v1/sessions/{sid}", expect=204)
-    assert _purge(client, batch=1, steps=3) == 3
+    assert purge(client, batch=1, steps=3) == 3
     half = _rows(client, sid)
     assert half["sessions"] and any(rows for name, rows in half.items() if name != "sessions")
     api.get(f"/v1/sessions/{sid}", expect=404, code="not_found")
     assert _listed(api, sid) == NOTHING
     assert _messages(api, fork_id) == shown
-    assert _purge(client, batch=1) > 3
+    assert purge(client, batch=1) > 3
     left = _rows(client, sid)
     assert [e["type"] for e in left.pop("events")] == ["session.deleted"]
     assert {m["id"] for m in left.pop("messages")} <= {m["id"] for m in shown}
@@ -249,7 +240,7 @@ def test_two_purges_at_once_free_a_shared_branch(client: TestClient, api: Api) -
     api.delete(f"/v1/sessions/{sid}", expect=204)
     api.delete(f"/v1/sessions/{fork_id}", expect=204)
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda _: _purge(client, batch=3), range(2)))
+        list(pool.map(lambda _: purge(client, batch=3), range(2)))
     for gone in (sid, fork_id):
         left = _rows(client, gone)
         assert [e["type"] for e in left.pop("events")] == ["session.deleted"]

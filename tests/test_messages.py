@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.api import Api
 from tests.support.clock import Clock
+from tests.support.purge import purge
 
 
 def msgs(api: Api, sid: str, **params: Any) -> dict[str, Any]:
@@ -404,6 +405,7 @@ def test_deleting_the_session_deletes_its_messages(client: Any, api: Api) -> Non
 
     assert db.read_sync(count) == 3
     api.delete(f"/v1/sessions/{sid}", expect=204)
+    purge(client)  # rows go in the background (docs/design/deletion.md)
     assert db.read_sync(count) == 0
 
 

@@ -14,6 +14,7 @@ from sessiond.ids import new_id
 from sessiond.tasks import service as tasks_service
 from tests.support.api import Api, Tenant
 from tests.support.clock import Clock
+from tests.support.purge import purge
 
 FIELDS = {"id", "sessionId", "content", "status", "priority", "position", "createdAt", "updatedAt"}
 
@@ -441,5 +442,6 @@ def test_deleting_the_session_deletes_its_tasks(client: TestClient, api: Api) ->
         q = sa.select(sa.func.count()).select_from(t.tasks).where(t.tasks.c.session_id == sid)
         return int(tx.conn.execute(q).scalar_one())
 
+    purge(client)  # rows go in the background (docs/design/deletion.md)
     assert client.app.state.ctx.db.read_sync(count) == 0  # type: ignore[attr-defined]
     assert listed(api, keep) == [k]
