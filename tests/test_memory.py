@@ -67,7 +67,16 @@ def test_item_lifecycle(api: Api) -> None:
     assert changed["text"] == "Use uv" and changed["metadata"] == {"kind": "tooling"}
     assert search(api, "uv")["matches"][0]["memory"]["text"] == "Use uv"
     assert search(api, "pip")["matches"] == []  # the old text left the full-text index
-    api.patch(f"{MEM}/{item['id']}", {"text": None}, expect=422, code="validation_error")
+    for bad in (
+        {"text": None},
+        {"text": " "},
+        {"ttlSeconds": 0},
+        {"metadata": [1]},
+        {"metadata": None},
+        {"namespace": "other"},
+    ):
+        api.patch(f"{MEM}/{item['id']}", bad, expect=422, code="validation_error")
+    assert api.get(f"{MEM}/{item['id']}").json()["memory"] == changed
     api.delete(f"{MEM}/{item['id']}", expect=204)
     api.get(f"{MEM}/{item['id']}", expect=404, code="not_found")
     assert search(api, "uv")["matches"] == []

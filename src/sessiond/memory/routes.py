@@ -34,8 +34,10 @@ async def create_memory(
     meaning at once); when the embedder fails it is stored without one and embedded
     later. ``Idempotency-Key`` makes retries safe."""
     memory = _memory(ctx)
+    # Refuse a bad item before paying for its embedding.
     service.check_namespace(body.namespace)
-    embedded = await memory.embed_text(body.text) if body.text.strip() else None
+    service.check_text(memory.limits, body.text)
+    embedded = await memory.embed_text(body.text)
 
     def create(tx: Tx) -> tuple[int, Any]:
         item = service.create(tx, memory.limits, principal.account_id, body, embedded)
@@ -98,7 +100,10 @@ async def get_memory(memory_id: str, ctx: Ctx, principal: Reader) -> Response:
 async def patch_memory(memory_id: str, body: MemoryPatch, ctx: Ctx, principal: Writer) -> Response:
     """Change ``text``, ``metadata`` or ``ttlSeconds``; a new text is embedded again."""
     memory = _memory(ctx)
-    embedded = await memory.embed_text(body.text) if body.text and body.text.strip() else None
+    embedded = None
+    if body.text is not None:
+        service.check_text(memory.limits, body.text)
+        embedded = await memory.embed_text(body.text)
     item = await ctx.db.write(
         service.update, memory.limits, principal.account_id, memory_id, body, embedded, memory.model
     )

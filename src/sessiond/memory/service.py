@@ -82,13 +82,10 @@ def render(row: Any, embedding: tuple[str, int] | None) -> dict[str, Any]:
 
 def select_rendered(model: str | None) -> sa.Select[Any]:
     """Items with their vector's dims under ``model`` (null: none yet, or no model)."""
-    dims = v.c.dims if model else sa.null().label("dims")
-    query = sa.select(m, dims.label("dims"))
-    if model:
-        query = query.select_from(
-            m.outerjoin(v, sa.and_(v.c.memory_num == m.c.num, v.c.model == model))
-        )
-    return query
+    if not model:
+        return sa.select(m, sa.null().label("dims"))
+    joined = m.outerjoin(v, sa.and_(v.c.memory_num == m.c.num, v.c.model == model))
+    return sa.select(m, v.c.dims).select_from(joined)
 
 
 def rendered(row: Any, model: str | None) -> dict[str, Any]:
@@ -121,7 +118,7 @@ def generation(tx: Tx, account_id: str) -> int:
     return int(value or 0)
 
 
-def _check_text(limits: MemoryLimits, text: str) -> str:
+def check_text(limits: MemoryLimits, text: str) -> str:
     if not text.strip():
         raise invalid("text", "may not be empty")
     if len(text) > limits.text_chars:
@@ -209,7 +206,7 @@ def create(
     """A new item (201). ``sessionId``/``workspaceId`` must exist in the account (404);
     an item filed under a session is in that session's workspace."""
     check_namespace(body.namespace)
-    text = _check_text(limits, body.text)
+    text = check_text(limits, body.text)
     metadata = _check_metadata(limits, body.metadata)
     _check_ttl(body.ttl_seconds)
     workspace_id = body.workspace_id
@@ -309,7 +306,7 @@ def update(
     row = _row(tx, account_id, memory_id)
     values: dict[str, Any] = {}
     if body.text is not None and body.text != row["text"]:
-        values["text"] = _check_text(limits, body.text)
+        values["text"] = check_text(limits, body.text)
     if body.metadata is not None:
         values["metadata"] = _check_metadata(limits, body.metadata)
     if "ttl_seconds" in given:
