@@ -108,9 +108,17 @@ def test_bad_items_are_refused_whole(api: Api) -> None:
 @pytest.mark.settings(memories_per_account=2, memory_text_chars=10)
 def test_limits(api: Api) -> None:
     api.post(MEM, {"namespace": "f", "text": "x" * 11}, expect=422, code="validation_error")
-    add(api, "one")
-    add(api, "two")
+    one = add(api, "one")
+    sid = api.session()["id"]
+    add(api, "two", sessionId=sid)
     api.post(MEM, {"namespace": "f", "text": "three"}, expect=409)
+    # the count follows deletions: of an item, and of a session's items
+    api.delete(f"{MEM}/{one['id']}", expect=204)
+    add(api, "three")
+    api.post(MEM, {"namespace": "f", "text": "four"}, expect=409)
+    api.delete(f"/v1/sessions/{sid}", expect=204)
+    add(api, "four")
+    api.post(MEM, {"namespace": "f", "text": "five"}, expect=409)
 
 
 def test_namespaces_match_exactly_never_by_prefix(api: Api) -> None:

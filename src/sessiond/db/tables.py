@@ -504,11 +504,13 @@ memory_vectors = sa.Table(
     sqlite_autoincrement=True,
 )
 
-# Bumped in the transaction of every change to an account's memories or vectors: the
-# in-process vector matrices are rebuilt when it moved (on any instance).
+# Per account, kept in the transaction of every change: ``generation`` moves when vectors
+# are lost (the in-process matrices are then rebuilt, on any instance); ``item_count``
+# counts the account's memories (the limit check reads it, never counting rows).
 memory_generations = sa.Table(
     "memory_generations",
     metadata,
     sa.Column("account_id", sa.String(40), primary_key=True),
     sa.Column("generation", sa.BigInteger, nullable=False),
+    sa.Column("item_count", sa.BigInteger, nullable=False, server_default="0"),
 )

@@ -15,6 +15,7 @@ one, so a session's stream shows its memories).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,15 +99,26 @@ def _live(tx: Tx) -> Any:
     return sa.or_(m.c.expires_at.is_(None), m.c.expires_at > tx.now)
 
 
-def bump_generation(tx: Tx, account_id: str) -> None:
-    """Tell every instance that the account's vectors lost rows (rebuild, not append)."""
+def note_change(tx: Tx, account_id: str, *, items: int = 0, vectors_lost: bool = True) -> None:
+    """Keep the account's row of ``memory_generations`` true: ``items`` more (or fewer)
+    items, and — when vectors were lost — a new generation, so every instance rebuilds
+    its matrix instead of appending to it."""
+    g = t.memory_generations
+    bump = int(vectors_lost)
     updated = tx.conn.execute(
-        t.memory_generations.update()
-        .where(t.memory_generations.c.account_id == account_id)
-        .values(generation=t.memory_generations.c.generation + 1)
+        g.update()
+        .where(g.c.account_id == account_id)
+        .values(generation=g.c.generation + bump, item_count=g.c.item_count + items)
     )
     if updated.rowcount == 0:
-        tx.conn.execute(t.memory_generations.insert(), {"account_id": account_id, "generation": 1})
+        tx.conn.execute(
+            g.insert(), {"account_id": account_id, "generation": bump, "item_count": items}
+        )
+
+
+def bump_generation(tx: Tx, account_id: str) -> None:
+    """The account's vectors lost rows (rebuild, not append)."""
+    note_change(tx, account_id)
 
 
 def generation(tx: Tx, account_id: str) -> int:
@@ -217,9 +229,11 @@ def create(
     elif workspace_id is not None:
         workspaces.require(tx, account_id, workspace_id)
     count = tx.conn.execute(
-        sa.select(sa.func.count()).select_from(m).where(m.c.account_id == account_id)
-    ).scalar_one()
-    if count >= limits.per_account:
+        sa.select(t.memory_generations.c.item_count).where(
+            t.memory_generations.c.account_id == account_id
+        )
+    ).scalar()
+    if (count or 0) >= limits.per_account:
         raise Conflict(f"this account has {limits.per_account} memories, the most it may have")
     row = {
         "id": new_id("mem"),
@@ -239,6 +253,7 @@ def create(
 
 def _insert(tx: Tx, row: dict[str, Any], embedded: Embedded | None) -> dict[str, Any]:
     row["num"] = tx.conn.execute(m.insert().returning(m.c.num), row).scalar_one()
+    note_change(tx, row["account_id"], items=1, vectors_lost=False)
     if embedded is not None:
         _store_vector(tx, row["account_id"], row["num"], embedded)
     out = render(row, (embedded.model, embedded.dims) if embedded else None)
@@ -341,7 +356,7 @@ def delete(tx: Tx, account_id: str, memory_id: str) -> None:
     row = _row(tx, account_id, memory_id)
     tx.conn.execute(v.delete().where(v.c.memory_num == row["num"]))
     tx.conn.execute(m.delete().where(m.c.num == row["num"]))
-    bump_generation(tx, account_id)
+    note_change(tx, account_id, items=-1)
     _emit(tx, row, "memory.deleted", {"id": memory_id})
 
 
@@ -387,8 +402,10 @@ def delete_for_session(tx: Tx, account_id: str, session_id: str) -> None:
     if tx.conn.execute(nums.limit(1)).first() is None:
         return
     tx.conn.execute(v.delete().where(v.c.memory_num.in_(nums.scalar_subquery())))
-    tx.conn.execute(m.delete().where(m.c.account_id == account_id, m.c.session_id == session_id))
-    bump_generation(tx, account_id)
+    gone = tx.conn.execute(
+        m.delete().where(m.c.account_id == account_id, m.c.session_id == session_id)
+    ).rowcount
+    note_change(tx, account_id, items=-gone)
 
 
 def purge_expired(tx: Tx, limit: int) -> int:
@@ -403,8 +420,8 @@ def purge_expired(tx: Tx, limit: int) -> int:
     nums = [r.num for r in rows]
     tx.conn.execute(v.delete().where(v.c.memory_num.in_(nums)))
     tx.conn.execute(m.delete().where(m.c.num.in_(nums)))
-    for account_id in {r.account_id for r in rows}:
-        bump_generation(tx, account_id)
+    for account_id, gone in Counter(r.account_id for r in rows).items():
+        note_change(tx, account_id, items=-gone)
     return len(rows)
 
 

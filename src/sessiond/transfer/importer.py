@@ -426,8 +426,8 @@ def apply(
     _insert(tx, t.messages, messages)
     for spec, made in _owned(p, row, ids):
         _insert(tx, spec.table, made)
-    if p.manifest["memories"]:
-        memories.bump_generation(tx, account_id)  # their vectors are made by the job
+    if p.manifest["memories"]:  # (their vectors are made by the embedding job)
+        memories.note_change(tx, account_id, items=len(p.manifest["memories"]), vectors_lost=False)
     kernel.emit(
         tx,
         row,

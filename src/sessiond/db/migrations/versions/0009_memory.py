@@ -91,6 +91,7 @@ def upgrade() -> None:
         "memory_generations",
         sa.Column("account_id", sa.String(40), primary_key=True),
         sa.Column("generation", sa.BigInteger, nullable=False),
+        sa.Column("item_count", sa.BigInteger, nullable=False, server_default="0"),
     )
     statements = SQLITE_FTS if op.get_bind().dialect.name == "sqlite" else POSTGRES_FTS
     for statement in statements:
