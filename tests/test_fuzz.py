@@ -34,7 +34,7 @@ from tests.support.api import make_tenant
 from tests.support.live import Live, live_server
 
 EXAMPLES = 3  # per operation
-BUDGET_SECONDS = 40.0  # for the whole run; operations past it are not run (and printed)
+BUDGET_SECONDS = 120.0  # for the whole run (~15-30 s here); operations past it are printed
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -43,6 +43,10 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXCLUDED = {("POST", "/v1/keys"), ("DELETE", "/v1/keys/{key_id}")}
+
+# An export archive is a binary body: generated as bytes like any octet stream (the
+# import answers 422 invalid_archive to them, which the document declares).
+schemathesis.serializer.alias("application/x-sessiond-export", "application/octet-stream")
 
 
 @pytest.fixture
@@ -77,37 +81,35 @@ def test_openapi_fuzz(live: Live) -> None:
             operations.append(operation)
     assert len(operations) > 60, [o.label for o in operations]
 
-    client = httpx.Client(base_url=live.url, headers=headers)
-    session = requests.Session()  # one connection for every request
-    start = time.monotonic()
-    left: list[str] = []
-    for operation in operations:
-        if time.monotonic() - start > BUDGET_SECONDS:
-            left.append(operation.label)
-            continue
-        fixed = {}
-        if "{session_id}" in operation.path:  # a live session: the request gets past 404
-            fixed["session_id"] = _new_session(client)
-        strategy = operation.as_strategy(path_parameters=fixed or None)
+    with httpx.Client(base_url=live.url, headers=headers) as client, requests.Session() as session:
+        # one connection for every request; both closed even when a check fails
+        start = time.monotonic()
+        left: list[str] = []
+        for operation in operations:
+            if time.monotonic() - start > BUDGET_SECONDS:
+                left.append(operation.label)
+                continue
+            fixed = {}
+            if "{session_id}" in operation.path:  # a live session: the request gets past 404
+                fixed["session_id"] = _new_session(client)
+            strategy = operation.as_strategy(path_parameters=fixed or None)
 
-        @settings(
-            max_examples=EXAMPLES,
-            derandomize=True,
-            database=None,
-            deadline=None,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-            print_blob=False,
-        )
-        @given(case=strategy)
-        def run(case: Any) -> None:
-            case.call_and_validate(
-                base_url=live.url, session=session, headers=headers, checks=CHECKS, timeout=15
+            @settings(
+                max_examples=EXAMPLES,
+                derandomize=True,
+                database=None,
+                deadline=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+                print_blob=False,
             )
+            @given(case=strategy)
+            def run(case: Any) -> None:
+                case.call_and_validate(
+                    base_url=live.url, session=session, headers=headers, checks=CHECKS, timeout=15
+                )
 
-        run()
-    client.close()
-    session.close()
+            run()
     elapsed = time.monotonic() - start
     print(f"fuzzed {len(operations) - len(left)}/{len(operations)} operations in {elapsed:.1f}s")
     if left:
