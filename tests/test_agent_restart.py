@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.agents import write_agents_file
-from tests.support.servers import start_server, stop_server
+from tests.support.servers import sandbox_work, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +42,13 @@ def test_sigkill_mid_turn(tmp_path: Path, database_url: str) -> None:
         ).json()["turn"]
         second = c.post(f"/v1/sessions/{sid}/prompt", json={"content": "say: after"}).json()["turn"]
         assert _turn(c, sid, first["id"], ("running",))["status"] == "running"
-        directory = tmp_path / "sandboxes" / sid / "work"
         deadline = time.monotonic() + 20
-        while not (directory / "a.txt").exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            directory = sandbox_work(tmp_path, sid)
+            if directory is not None and (directory / "a.txt").exists():
+                break
             time.sleep(0.05)
-        assert (directory / "a.txt").exists()
+        assert directory is not None and (directory / "a.txt").exists()
         c.close()
     finally:
         stop_server(proc, signal.SIGKILL)
@@ -112,13 +114,13 @@ def test_two_instances_one_owner_and_a_takeover_after_sigkill(
         sid = ca.post("/v1/sessions", json={"agent": "scripted"}).json()["session"]["id"]
         one = ca.post(f"/v1/sessions/{sid}/prompt", json={"content": "recall"}).json()["turn"]
         assert _turn(ca, sid, one["id"], ("completed", "failed"))["status"] == "completed"
-        assert (disk_a / "sandboxes" / sid / "work").is_dir()
+        assert sandbox_work(disk_a, sid) is not None
         # Posted to B, run by A's agent (the same ACP session: its second prompt).
         two = cb.post(f"/v1/sessions/{sid}/prompt", json={"content": "recall"}).json()["turn"]
         done = _turn(cb, sid, two["id"], ("completed", "failed"))
         assert done["status"] == "completed", done
         assert _text_of(cb, sid, done["assistantMessageId"]) == "prompts=2"
-        assert not (disk_b / "sandboxes" / sid).exists()
+        assert sandbox_work(disk_b, sid) is None
         # A dies in the middle of a turn.
         three = cb.post(
             f"/v1/sessions/{sid}/prompt", json={"content": "say: working\nsleep: 60"}
@@ -133,7 +135,7 @@ def test_two_instances_one_owner_and_a_takeover_after_sigkill(
         assert done["status"] == "completed", done
         # B's agent loaded the ACP session from the HOME kept at the end of turn two.
         assert _text_of(cb, sid, done["assistantMessageId"]) == "prompts=3"
-        assert (disk_b / "sandboxes" / sid / "work").is_dir()
+        assert sandbox_work(disk_b, sid) is not None
         session = cb.get(f"/v1/sessions/{sid}").json()["session"]
         assert session["sandbox"]["state"] == "active"
     finally:

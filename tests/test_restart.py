@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support.live import parse_sse
+from tests.support.servers import WORKERS
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def serve(data_dir: Path, database_url: str) -> Iterator[str]:
     log = open(data_dir / f"server-{port}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--database-url", database_url, "--no-access-log"],
+         "--database-url", database_url, "--no-access-log", "--workers", WORKERS],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SESSIOND_HEARTBEAT_SECONDS": "1"},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

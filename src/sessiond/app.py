@@ -22,8 +22,8 @@ from sessiond.background import sweeper
 from sessiond.cache.routes import router as cache_router
 from sessiond.context import AppContext, AuthCache
 from sessiond.conversation.routes import router as messages_router
-from sessiond.db import migrate
-from sessiond.db.executor import Clock, Database
+from sessiond.db import leases, migrate
+from sessiond.db.executor import Clock, Database, Tx
 from sessiond.events.bus import EventBus
 from sessiond.events.routes import router as events_router
 from sessiond.files.git_routes import router as git_router
@@ -95,6 +95,11 @@ def open_database(
     return db
 
 
+def _release_jobs(tx: Tx, owner: str) -> None:
+    for job in ("sweeper", "summaries"):
+        leases.release(tx, job, owner)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -109,7 +114,7 @@ def create_app(
     ``tune_gc`` freezes start-up objects out of the garbage collector (``sessiond serve``
     does; an embedder or a test process that builds many apps should not); ``clock``
     (milliseconds) replaces the wall clock as the time of every transaction."""
-    metrics = Metrics()
+    metrics = Metrics(settings.resolved_instance_id())
     summarize = summarizer or make_summarizer(settings)
     access_log = AccessLog(access_stream) if settings.access_log else None
 
@@ -121,6 +126,7 @@ def create_app(
         bus = EventBus(
             db,
             poll_seconds=settings.event_poll_seconds,
+            watch_seconds=settings.event_watch_seconds,
             batch=settings.tuning.event_pump_batch,
             queue_size=settings.tuning.subscriber_queue,
             on_publish=metrics.events_published.inc,
@@ -167,6 +173,7 @@ def create_app(
                         gc_every=settings.gc_every_sweeps,
                         tuning=settings.tuning,
                         delivery_retention_ms=settings.webhook_retention_seconds * 1000,
+                        owner=settings.resolved_instance_id(),
                     ),
                     name="sweeper",
                 )
@@ -174,7 +181,11 @@ def create_app(
             sweeps.append(
                 asyncio.create_task(
                     summaries.sweep_loop(
-                        db, summarize, interval=interval, scan=settings.summary_scan_messages
+                        db,
+                        summarize,
+                        interval=interval,
+                        scan=settings.summary_scan_messages,
+                        owner=settings.resolved_instance_id(),
                     ),
                     name="summaries",
                 )
@@ -188,6 +199,9 @@ def create_app(
             for job in jobs:
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
+            if sweeps:
+                with contextlib.suppress(Exception):  # lets another worker take them at once
+                    await db.write(_release_jobs, settings.resolved_instance_id())
             await memory.stop()
             await webhooks.stop()
             await runner.stop()

@@ -1,7 +1,9 @@
 """Periodic background work: TTL expiry sweep, the purge of deleted sessions, expired
 cache entries, idempotency purge, old webhook deliveries.
 
-Safe with many instances: the sweep claims rows with ``SKIP LOCKED`` on PostgreSQL.
+One worker or instance at a time runs it: the one holding the ``sweeper`` job lease
+(``db.leases``), renewed every interval. Each step is also safe on its own with many
+instances (the expiry sweep claims rows with ``SKIP LOCKED`` on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 
 from sessiond import idempotency
 from sessiond.cache import service as cache
+from sessiond.db import leases
 from sessiond.db.executor import Database
 from sessiond.files import gc
 from sessiond.memory import service as memories
@@ -30,17 +33,21 @@ async def sweeper(
     gc_every: int,
     tuning: Tuning,
     delivery_retention_ms: int,
+    owner: str,
 ) -> None:
     """Every ``interval`` seconds: expiry, the purge of deleted sessions (until none is
     left), cache and memory purge; every 60th: idempotency purge and
     final webhook deliveries older than ``delivery_retention_ms``;
     every ``gc_every``-th (0: never): garbage collection of unreachable git objects.
-    Batch sizes come from ``tuning``; a full batch means more may wait, so it goes again."""
+    Batch sizes come from ``tuning``; a full batch means more may wait, so it goes again.
+    Runs only while ``owner`` holds the ``sweeper`` lease."""
     ticks = 0
     while True:
         await asyncio.sleep(interval)
-        ticks += 1
         try:
+            if not await db.write(leases.claim, "sweeper", owner, leases.seconds_for(interval)):
+                continue
+            ticks += 1
             expiry, purge = tuning.expiry_batch, tuning.cache_purge_batch
             while await db.write(sessions.sweep_expired, limit=expiry) >= expiry:
                 pass

@@ -19,6 +19,8 @@ from sessiond.db import migrate as migrations
 from sessiond.db.engine import make_engine
 from sessiond.errors import SessiondError
 from sessiond.ids import iso
+from sessiond.serving.listen import can_share_port, uvicorn_config
+from sessiond.serving.supervisor import Supervisor
 from sessiond.settings import Settings
 
 app = typer.Typer(
@@ -96,14 +98,19 @@ def serve(
     access_log: Annotated[
         bool | None, typer.Option("--access-log/--no-access-log", help="One JSON line a request.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes on the port (default: the number of cores).", min=1),
+    ] = None,
 ) -> None:
     """Apply migrations and serve the HTTP API."""
-    import uvicorn
-
-    from sessiond.app import create_app
-
     settings = load_settings(
-        host=host, port=port, data_dir=data_dir, database_url=database_url, access_log=access_log
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        access_log=access_log,
+        workers=workers,
     )
     _setup_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,16 +122,25 @@ def serve(
         err.print("sessiond: created account 'default' and an admin API key (shown once):")
         print(secret, flush=True)
         err.print(f"sessiond: the key is saved in {key_file} (mode 0600)")
-    err.print(f"sessiond: listening on http://{settings.host}:{settings.port}  (docs: /docs)")
-    uvicorn.run(
-        create_app(settings, run_migrations=False, tune_gc=True),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=5,
+    count = settings.resolved_workers()
+    if count > 1 and not can_share_port():
+        err.print("sessiond: this system cannot share a port between processes; 1 worker")
+        count = 1
+    if count == 1:
+        import uvicorn
+
+        from sessiond.app import create_app
+
+        err.print(f"sessiond: listening on http://{settings.host}:{settings.port}  (docs: /docs)")
+        app = create_app(settings, run_migrations=False, tune_gc=True)
+        uvicorn.Server(uvicorn_config(app, settings)).run()
+        return
+    supervisor = Supervisor(settings, count)
+    port = supervisor.bind()
+    err.print(
+        f"sessiond: listening on http://{settings.host}:{port}  (docs: /docs), {count} workers"
     )
+    raise typer.Exit(supervisor.run())
 
 
 @app.command()

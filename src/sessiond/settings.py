@@ -6,6 +6,7 @@ Only the CLI reads the environment (``SESSIOND_*``); everything else receives a
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Literal
@@ -69,6 +70,12 @@ class Settings(BaseModel):
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8750
+    # Worker processes of ``sessiond serve`` (docs/design/workers.md), each serving the
+    # whole API on the same port: None = the number of cores; 1 = one process.
+    workers: int | None = Field(default=None, ge=1, le=64)
+    # Set by the supervisor in each worker process (its index, 0 .. workers - 1): it
+    # names the worker's instance id and its sandboxes directory. None: a single process.
+    worker: int | None = Field(default=None, ge=0)
 
     limits: Limits = Field(default_factory=Limits)
     tuning: Tuning = Field(default_factory=Tuning)
@@ -92,6 +99,9 @@ class Settings(BaseModel):
     # How often the event pump re-checks the database even without a wake-up
     # (covers NOTIFYs lost while a PostgreSQL listener reconnects).
     event_poll_seconds: float = 1.0
+    # SQLite: how often the event pump checks whether another process (another worker,
+    # the CLI) committed (``PRAGMA data_version``, a few µs); 0 = rely on the poll above.
+    event_watch_seconds: float = Field(default=0.01, ge=0)
     # How long an API key lookup may be served from the in-process cache.
     auth_cache_seconds: float = 2.0
 
@@ -218,11 +228,18 @@ class Settings(BaseModel):
         return self.agents_file or self.data_dir / "agents.toml"
 
     def resolved_instance_id(self) -> str:
-        return self.instance_id or f"{socket.gethostname()}:{self.port}"
+        """``instance_id`` or ``<hostname>:<port>``; a worker adds ``/w<index>``."""
+        base = self.instance_id or f"{socket.gethostname()}:{self.port}"
+        return base if self.worker is None else f"{base}/w{self.worker}"
+
+    def resolved_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     def sandboxes_dir(self) -> Path:
-        """Where the sessions' sandbox directories live (one per session id)."""
-        return self.data_dir / "sandboxes"
+        """Where the sessions' sandbox directories live (one per session id); each
+        worker has its own, as each instance does."""
+        base = self.data_dir / "sandboxes"
+        return base if self.worker is None else base / f"w{self.worker}"
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL of the database: the configured one or the embedded SQLite file."""

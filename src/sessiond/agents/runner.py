@@ -18,8 +18,6 @@ import os
 import time
 from typing import Any
 
-import sqlalchemy as sa
-
 from sessiond.agents import acp_v1, permissions, turns
 from sessiond.agents.protocol import AgentConnection, AgentFailed, ClientRefused
 from sessiond.agents.registry import AgentConfig, Registry, remember
@@ -28,7 +26,6 @@ from sessiond.agents.terminals import Terminals
 from sessiond.approvals.wait import wait_for_decision
 from sessiond.conversation import messages
 from sessiond.conversation.models import MessageCreate
-from sessiond.db import tables as t
 from sessiond.db.executor import Database, Tx
 from sessiond.errors import SessiondError
 from sessiond.events.bus import EventBus
@@ -228,15 +225,30 @@ class Runner:
 
     async def _recover(self, *, mine: bool) -> None:
         """Fail dead turns: this instance's own when ``mine`` (at start), and every
-        instance's whose heartbeat stopped; save their directories when they are here."""
+        instance's whose heartbeat stopped; their directories (when they are here) are
+        saved first, so a failed turn shows its files from the first read."""
         owner = self.owner if mine else None
         stale = int(self.settings.turn_stale_seconds * 1000)
-        failed = await self.db.write(turns.recover, self.settings.limits, owner, stale)
-        for turn in failed:
-            log.warning("turn %s failed: %s", turn["id"], turns.STOPPED_BY_RESTART)
-            account_id = await self.db.read(_account_of, turn["sessionId"])
-            changed, skipped, checkpoint = await self._save(account_id, turn["sessionId"], None)
-            await self.db.write(turns.record_saved, turn["id"], changed, skipped, checkpoint)
+        for turn in await self.db.read(turns.dead, owner, stale):
+            try:
+                changed, skipped, checkpoint = await self._save(
+                    turn["account_id"], turn["session_id"], None
+                )
+            except Exception:  # the turn still fails; what its directory held stays there
+                log.exception("turn %s: its directory could not be saved", turn["id"])
+                changed, skipped, checkpoint = [], [], None
+            failed = await self.db.write(
+                turns.fail_dead,
+                self.settings.limits,
+                turn["id"],
+                owner,
+                stale,
+                changed,
+                skipped,
+                checkpoint,
+            )
+            if failed is not None:
+                log.warning("turn %s failed: %s", turn["id"], turns.STOPPED_BY_RESTART)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """A turn queued on any instance for a session whose agent lives here (this
@@ -636,11 +648,6 @@ class Runner:
             log.warning("turn end of %s: not saved: %s", session_id, e)
             return changed, skipped, None
         return changed, skipped, checkpoint
-
-
-def _account_of(tx: Tx, session_id: str) -> str:
-    q = sa.select(t.sessions.c.account_id).where(t.sessions.c.id == session_id)
-    return str(tx.conn.execute(q).scalar_one())
 
 
 def _prompt_blocks(

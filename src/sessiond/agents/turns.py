@@ -322,21 +322,6 @@ def finish(
     return render(ended)
 
 
-def record_saved(
-    tx: Tx,
-    turn_id: str,
-    files_changed: list[str],
-    skipped: list[dict[str, str]],
-    checkpoint_id: str | None,
-) -> None:
-    """What a failed turn's directory held, saved after the turn ended (crash recovery)."""
-    tx.conn.execute(
-        tr.update()
-        .where(tr.c.id == turn_id)
-        .values(files_changed=files_changed, skipped=skipped, checkpoint_id=checkpoint_id)
-    )
-
-
 def request_cancel(
     tx: Tx, account_id: str, session_id: str, *, queued: bool
 ) -> tuple[list[str], list[str]]:
@@ -363,34 +348,66 @@ def heartbeat(tx: Tx, owner: str, lease_ms: int = 30_000) -> None:
     tx.conn.execute(le.update().where(le.c.owner == owner).values(expires_at=tx.now + lease_ms))
 
 
-def recover(tx: Tx, limits: Limits, owner: str | None, stale_ms: int) -> list[dict[str, Any]]:
-    """Fail the ``running`` turns whose process is gone: this instance's own (at its start:
-    they are from before it), and any instance's without a heartbeat for ``stale_ms``.
-    Each becomes ``failed`` (its streaming message ``error``, its pending approvals
-    cancelled, the session idle). Returns them (the runner still saves their directories)."""
-    dead = sa.or_(
-        tr.c.owner == owner if owner is not None else sa.false(),
-        tr.c.owner.is_(None),
-        tr.c.heartbeat_at.is_(None),
-        tr.c.heartbeat_at < tx.now - stale_ms,
+def _dead(owner: str | None, now: int, stale_ms: int) -> Any:
+    return sa.and_(
+        tr.c.status == "running",
+        sa.or_(
+            tr.c.owner == owner if owner is not None else sa.false(),
+            tr.c.owner.is_(None),
+            tr.c.heartbeat_at.is_(None),
+            tr.c.heartbeat_at < now - stale_ms,
+        ),
     )
-    q = sa.select(tr).where(tr.c.status == "running", dead)
-    rows = [dict(r._mapping) for r in tx.conn.execute(q)]
-    out = []
-    for row in rows:
-        session = kernel.load_for_write(tx, row["account_id"], row["session_id"])
-        pending = tx.conn.execute(
-            sa.select(t.approvals.c.id).where(
-                t.approvals.c.session_id == row["session_id"],
-                t.approvals.c.status == "pending",
-                t.approvals.c.kind == "agent_permission",
-            )
-        ).scalars()
-        approvals.cancel_pending(tx, row["account_id"], row["session_id"], list(pending))
-        if row["assistant_message_id"]:
-            stream.end_message(tx, limits, session, row["assistant_message_id"], "error")
-        _end(tx, session, row, "failed", error=STOPPED_BY_RESTART)
-        if session["activity"] != "idle":
-            kernel.write_fields(tx, session, {"activity": "idle"})
-        out.append(render(row))
-    return out
+
+
+def dead(tx: Tx, owner: str | None, stale_ms: int) -> list[dict[str, Any]]:
+    """Read-only: the ``running`` turns whose process is gone — this instance's own (at its
+    start: they are from before it), and any instance's without a heartbeat for
+    ``stale_ms`` — as ``(id, account_id, session_id)`` dicts."""
+    q = sa.select(tr.c.id, tr.c.account_id, tr.c.session_id).where(_dead(owner, tx.now, stale_ms))
+    return [dict(r._mapping) for r in tx.conn.execute(q)]
+
+
+def fail_dead(
+    tx: Tx,
+    limits: Limits,
+    turn_id: str,
+    owner: str | None,
+    stale_ms: int,
+    files_changed: list[str],
+    skipped: list[dict[str, str]],
+    checkpoint_id: str | None,
+) -> dict[str, Any] | None:
+    """Fail one dead turn (still dead: see ``dead``) with what its directory held, saved
+    before (so the ``failed`` turn shows its files from the first read): its streaming
+    message ``error``, its pending approvals cancelled, the session idle. None when it is
+    no longer running or no longer dead."""
+    q = sa.select(tr).where(tr.c.id == turn_id, _dead(owner, tx.now, stale_ms))
+    found = tx.conn.execute(q).first()
+    if found is None:
+        return None
+    row = dict(found._mapping)
+    session = kernel.load_for_write(tx, row["account_id"], row["session_id"])
+    pending = tx.conn.execute(
+        sa.select(t.approvals.c.id).where(
+            t.approvals.c.session_id == row["session_id"],
+            t.approvals.c.status == "pending",
+            t.approvals.c.kind == "agent_permission",
+        )
+    ).scalars()
+    approvals.cancel_pending(tx, row["account_id"], row["session_id"], list(pending))
+    if row["assistant_message_id"]:
+        stream.end_message(tx, limits, session, row["assistant_message_id"], "error")
+    _end(
+        tx,
+        session,
+        row,
+        "failed",
+        error=STOPPED_BY_RESTART,
+        files_changed=files_changed,
+        skipped=skipped,
+        checkpoint_id=checkpoint_id,
+    )
+    if session["activity"] != "idle":
+        kernel.write_fields(tx, session, {"activity": "idle"})
+    return render(row)

@@ -7,7 +7,11 @@ after it commits.
 
 * SQLite: one writer thread (``BEGIN IMMEDIATE``) that groups queued writes into one
   transaction with a savepoint each (a failing write rolls back alone), plus a pool of
-  reader threads. There is never more than one writer, so never "database is locked".
+  reader threads. Several processes on one database file (``serve --workers N``, the
+  CLI) take turns through an exclusive ``flock`` on ``<database>-writer`` held from
+  BEGIN to COMMIT: a waiting writer is woken the moment the lock is free (SQLite's own
+  busy handler sleeps and polls; its ``busy_timeout`` stays as the safety net for
+  writers that do not take the lock), so never "database is locked".
 * PostgreSQL: a pool of worker threads, one pooled connection each. Event rows are
   inserted under a transaction-level advisory lock held until commit, so event ids
   become visible in id order and a reader that saw id N never misses an id below N.
@@ -21,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
+import fcntl
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -143,7 +150,12 @@ class Database:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._point_conn: sa.Connection | None = None  # read_point's (the loop's thread)
+        self._lock_fd: int | None = None  # the cross-process writer lock (SQLite file)
+        self.sqlite_path: str | None = None  # the database file (SQLite), None in memory
         if self.dialect == "sqlite":
+            path = sa.make_url(url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self.sqlite_path = os.path.abspath(path)
             self.write_engine = make_engine(url, role="writer", pool_size=1)
             # One more than the reader threads: read_point keeps one for the loop thread.
             self.read_engine = make_engine(url, role="reader", pool_size=readers + 1)
@@ -160,6 +172,10 @@ class Database:
             return
         self._started = True
         if self.dialect == "sqlite":
+            if self.sqlite_path is not None:
+                os.makedirs(os.path.dirname(self.sqlite_path), exist_ok=True)
+                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                self._lock_fd = os.open(self.sqlite_path + "-writer", flags, 0o600)
             self._writer = threading.Thread(target=self._writer_loop, name="db-write", daemon=True)
             self._writer.start()
 
@@ -169,6 +185,9 @@ class Database:
             self._writer.join(timeout=30)
             self._writer = None
         self._pool.shutdown(wait=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         if self._point_conn is not None:
             self._point_conn.close()
             self._point_conn = None
@@ -277,6 +296,19 @@ class Database:
         finally:
             conn.close()
 
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """Held around each SQLite write transaction (see the module docstring)."""
+        fd = self._lock_fd
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
     def _run_batch(self, conn: sa.Connection, batch: list[_Job]) -> None:
         """One transaction for the whole batch; a savepoint per job when there are several.
 
@@ -290,7 +322,7 @@ class Database:
         outcomes: list[tuple[bool, Any]] = []
         emitted: list[dict[str, Any]] = []
         try:
-            with conn.begin():
+            with self._writer_lock(), conn.begin():
                 for job in batch:
                     tx = Tx(conn, self.dialect, now=self.clock())
                     if len(batch) == 1:

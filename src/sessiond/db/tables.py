@@ -514,3 +514,14 @@ memory_generations = sa.Table(
     sa.Column("generation", sa.BigInteger, nullable=False),
     sa.Column("item_count", sa.BigInteger, nullable=False, server_default="0"),
 )
+
+# Background jobs that one process runs at a time (the sweeper, overdue summaries):
+# the worker or instance holding a job's row until ``until`` runs it and renews it;
+# another takes it over once it lapsed (docs/design/workers.md).
+job_leases = sa.Table(
+    "job_leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("until", Ms, nullable=False),
+)

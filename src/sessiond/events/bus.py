@@ -1,7 +1,9 @@
 """The in-process bus: one pump reads committed events in id order and fans them out.
 
 The database is the source of truth. After a PostgreSQL ``NOTIFY`` from another
-instance, or every ``poll_seconds`` as a safety net, the pump reads
+instance, a commit by another process on the same SQLite file (``PRAGMA data_version``,
+checked every ``watch_seconds`` on the loop: a few µs), or every ``poll_seconds`` as a
+safety net, the pump reads
 ``events WHERE id > last`` and hands each event to the subscribers whose filter matches.
 Because ids become visible in id order (see ``db.executor``), the pump never skips one.
 A local commit hands its events over directly (no read) when their ids follow the last
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -72,14 +75,18 @@ class EventBus:
         db: Database,
         *,
         poll_seconds: float = 1.0,
+        watch_seconds: float = 0.0,
         batch: int = 1000,
         queue_size: int = 1000,
         on_publish: Callable[[int], None] | None = None,
     ) -> None:
         """``batch``: events read per query by the pump; ``queue_size``: events buffered
-        per subscriber before it is marked lagged (and re-reads from the log)."""
+        per subscriber before it is marked lagged (and re-reads from the log);
+        ``watch_seconds`` (SQLite file, > 0): how often to look for other processes'
+        commits."""
         self.db = db
         self.poll_seconds = poll_seconds
+        self.watch_seconds = watch_seconds
         self.batch = batch
         self.queue_size = queue_size
         self.on_publish = on_publish
@@ -93,6 +100,7 @@ class EventBus:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -101,6 +109,8 @@ class EventBus:
         self.last_id = await self.db.read(max_id)
         self.db.on_commit = self.wake
         self._task = asyncio.create_task(self._pump(), name="event-pump")
+        if self.db.sqlite_path is not None and self.watch_seconds > 0:
+            self._watcher = asyncio.create_task(self._watch(self.db.sqlite_path), name="db-watch")
         if self.db.dialect == "postgresql":
             self._listener = threading.Thread(target=self._listen_pg, name="pg-listen", daemon=True)
             self._listener.start()
@@ -109,10 +119,11 @@ class EventBus:
         self.closed = True
         self._stopping.set()
         self.db.on_commit = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for sub in list(self.subscribers):
             sub.wake()  # streams notice ``closed`` and end
 
@@ -191,6 +202,29 @@ class EventBus:
                     return
         finally:
             self._draining = False
+
+    async def _watch(self, path: str) -> None:
+        """Wake the pump when another connection committed events this bus has not
+        delivered: ``data_version`` moves on any commit (this process's writer included),
+        then the newest event id (an O(1) lookup) says whether there is anything new."""
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            while not self.closed:
+                await asyncio.sleep(self.watch_seconds)
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                    if version == last:
+                        continue
+                    last = version
+                    newest = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+                except sqlite3.Error as exc:  # pragma: no cover - the poll still runs
+                    log.warning("data_version check failed: %s", exc)
+                    continue
+                if newest is not None and newest > self.last_id:
+                    self._wake.set()
+        finally:
+            conn.close()
 
     def _listen_pg(self) -> None:
         """Wake the pump on NOTIFY from any instance; reconnect on failure."""

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """The metrics of one process: with ``serve --workers N`` each worker has its own,
+    named by ``sessiond_instance_info{instance=...}`` (scrape each, or sum)."""
+
+    def __init__(self, instance: str = "") -> None:
         self.registry = CollectorRegistry()
+        Info("sessiond_instance", "This process: its instance id.", registry=self.registry).info(
+            {"instance": instance}
+        )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "sessiond_http_requests_total",

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sessiond.conversation import messages
 from sessiond.conversation import path as P
 from sessiond.conversation.parts import text_of
+from sessiond.db import leases
 from sessiond.db import tables as t
 from sessiond.db.executor import Database, Tx
 from sessiond.errors import NotFound
@@ -203,12 +204,16 @@ async def produce_due(db: Database, summarizer: Summarizer, *, scan: int) -> int
     return stored
 
 
-async def sweep_loop(db: Database, summarizer: Summarizer, *, interval: float, scan: int) -> None:
-    """Background: produce overdue summaries every ``interval`` seconds."""
+async def sweep_loop(
+    db: Database, summarizer: Summarizer, *, interval: float, scan: int, owner: str
+) -> None:
+    """Background: produce overdue summaries every ``interval`` seconds, while ``owner``
+    holds the ``summaries`` job lease (one worker or instance at a time)."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await produce_due(db, summarizer, scan=scan)
+            if await db.write(leases.claim, "summaries", owner, leases.seconds_for(interval)):
+                await produce_due(db, summarizer, scan=scan)
         except asyncio.CancelledError:
             raise
         except Exception:

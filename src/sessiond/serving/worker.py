@@ -1,0 +1,48 @@
+"""One worker process: ``python -m sessiond.serving.worker <supervisor pid>``, its
+settings (JSON, ``worker`` and ``port`` set) on stdin. It serves the whole app on its own
+SO_REUSEPORT socket and dies with its supervisor."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Be killed (SIGKILL) when the supervisor dies, however it dies (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
+def main() -> None:
+    _die_with(int(sys.argv[1]))
+    import uvicorn
+
+    from sessiond.app import create_app
+    from sessiond.serving.listen import reuseport_socket, uvicorn_config
+    from sessiond.settings import Settings
+
+    settings = Settings.model_validate_json(sys.stdin.read())
+    sys.stdin.close()
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s w{settings.worker} %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    sock = reuseport_socket(settings.host, settings.port, listen=True)
+    app = create_app(settings, run_migrations=False, tune_gc=True)
+    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()
