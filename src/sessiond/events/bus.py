@@ -91,6 +91,9 @@ class EventBus:
         self.queue_size = queue_size
         self.on_publish = on_publish
         self.subscribers: set[Subscription] = set()
+        # The SSE frames of recent events by id (committed ids never change): filled and
+        # bounded by the stream routes, shared by every stream of this app.
+        self.frames: dict[int, bytes] = {}
         # Called on the loop with every event of every account, committed here or by
         # another instance (the agents runner wakes on ``turn.queued``). Must not block.
         self.listeners: list[Callable[[dict[str, Any]], None]] = []

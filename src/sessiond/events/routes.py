@@ -28,6 +28,7 @@ from sessiond.sessions.models import CustomEvent
 router = APIRouter(route_class=StrictRoute, tags=["events"], responses=ERRORS)
 
 MAX_EVENT_ID = 2**63 - 1  # ids are 64-bit signed integers on both backends
+FRAMES_KEPT = 2048  # encoded SSE frames of recent events, per app
 
 
 def _at_most(n: int) -> str:
@@ -87,9 +88,10 @@ def resume_point(request: Request, after: str | None) -> int | None:
     return _after(after, "after")
 
 
-async def _stream(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[ServerSentEvent]:
+async def _stream(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[bytes]:
+    frames = ctx.bus.frames
     async for row in stream_rows(ctx, f, after):
-        yield _sse(row)
+        yield _sse(frames, row)
 
 
 async def stream_rows(ctx: AppContext, f: EventFilter, after: int) -> AsyncIterator[dict[str, Any]]:
@@ -127,12 +129,20 @@ async def stream_rows(ctx: AppContext, f: EventFilter, after: int) -> AsyncItera
         ctx.metrics.sse_subscribers.dec()
 
 
-def _sse(row: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(
-        data=json.dumps(render_event(row), separators=(",", ":"), ensure_ascii=False),
-        event=row["type"],
-        id=str(row["id"]),
-    )
+def _sse(frames: dict[int, bytes], row: dict[str, Any]) -> bytes:
+    """The event's SSE frame, encoded once for every stream that sends it (``frames``,
+    the bus's: a thousand subscribers of one session cost one encoding, not 1,000)."""
+    frame = frames.get(row["id"])
+    if frame is None:
+        frame = ServerSentEvent(
+            data=json.dumps(render_event(row), separators=(",", ":"), ensure_ascii=False),
+            event=row["type"],
+            id=str(row["id"]),
+        ).encode()
+        if len(frames) >= FRAMES_KEPT:
+            frames.clear()
+        frames[row["id"]] = frame
+    return frame
 
 
 async def _open_stream(ctx: AppContext, f: EventFilter, after: int | None) -> EventSourceResponse:
