@@ -91,6 +91,7 @@ async def run(args: argparse.Namespace, count: int) -> dict[str, float]:
         status, body = await conn.request(builder.with_body("POST", "/v1/sessions", b"{}"))
         assert status == 201, body
         session_id = json.loads(body)["session"]["id"]
+        conn.close()  # idle while the streams open (past uvicorn's keep-alive): reconnect
         subs = [Subscriber() for _ in range(count)]
         ready, opened = asyncio.Event(), [0]
         for i in range(0, count, 50):  # open in waves: the accept queue stays short

@@ -70,8 +70,10 @@ def _emit_updated(tx: Tx, row: dict[str, Any], changes: Iterable[str]) -> None:
     )
 
 
-def _replace_tags(tx: Tx, row: dict[str, Any], tags: list[str]) -> None:
-    tx.conn.execute(t.session_tags.delete().where(t.session_tags.c.session_id == row["id"]))
+def _replace_tags(tx: Tx, row: dict[str, Any], tags: list[str], *, new: bool = False) -> None:
+    """The session's tag rows become ``tags`` (``new``: it has none yet)."""
+    if not new:
+        tx.conn.execute(t.session_tags.delete().where(t.session_tags.c.session_id == row["id"]))
     if tags:
         tx.conn.execute(
             t.session_tags.insert(),
@@ -164,7 +166,7 @@ def create(tx: Tx, limits: Limits, account_id: str, body: SessionCreate) -> dict
     row["doc"] = session_doc(row)
     tx.conn.execute(t.sessions.insert(), row)
     if tags:
-        _replace_tags(tx, row, tags)
+        _replace_tags(tx, row, tags, new=True)
     kernel.emit(tx, row, "session.created", {"session": render_session(row, now, context=False)})
     return row
 

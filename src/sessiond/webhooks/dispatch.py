@@ -54,6 +54,10 @@ class Dispatcher:
         self._client: httpx.AsyncClient | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # No active webhook anywhere (as of the last look): events do not wake the loop
+        # (every committed event used to cost two reads); the poll still looks every
+        # ``webhook_poll_seconds``, and ``wake()`` (a webhook created here) at once.
+        self._none = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -79,10 +83,12 @@ class Dispatcher:
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Bus listener: a committed event may be one a webhook wants."""
-        self.wake()
+        if not self._none:
+            self._wake.set()
 
     def wake(self) -> None:
-        """Look for work now (a delivery was retried, a webhook resumed)."""
+        """Look for work now (a webhook created, a delivery retried, a webhook resumed)."""
+        self._none = False
         self._wake.set()
 
     # -- the loop ------------------------------------------------------------------------
@@ -111,7 +117,9 @@ class Dispatcher:
         busy = list(self._workers)
         # A read first: with nothing to do (the usual case) the writer is not involved.
         if not await self.db.read(service.claimable, self.owner, busy):
-            await self._schedule()
+            self._none = not busy and not await self.db.read(service.any_active)
+            if not self._none:
+                await self._schedule()
             return
         claimed = await self.db.write(service.claim, self.owner, self.lease_ms, free, busy)
         for webhook_id in claimed:

@@ -325,6 +325,13 @@ def claimable(tx: Tx, owner: str, busy: list[str]) -> bool:
     return tx.conn.execute(q).first() is not None
 
 
+def any_active(tx: Tx) -> bool:
+    """Read-only: whether any account has an active webhook (an index-free LIMIT 1)."""
+    return (
+        tx.conn.execute(sa.select(w.c.id).where(w.c.active.is_(True)).limit(1)).first() is not None
+    )
+
+
 def claim(tx: Tx, owner: str, lease_ms: int, limit: int, busy: list[str]) -> list[str]:
     """Take the lease of up to ``limit`` active webhooks that have work (a pending
     delivery due now, or events past their cursor) and whose lease is free, expired or
