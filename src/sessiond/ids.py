@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -22,8 +23,14 @@ def iso(ms: int | None) -> str | None:
     """Render stored milliseconds as ISO 8601 UTC with milliseconds (``...T17:00:00.000Z``)."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return _second(ms // 1000) + f"{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=8192)
+def _second(seconds: int) -> str:
+    """``2026-12-02T00:40:00.`` for a second since the epoch (cached: a page of rows
+    written close together shares its seconds; strftime was a sixth of a list's time)."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def parse_iso(text: str) -> int:

@@ -105,7 +105,9 @@ def keyset(
     more is read to tell). A cursor of another listing (``kind``) → 422.
     """
     page = seek(query, key, kind, cursor, descending=descending).limit(limit + 1)
-    rows = [dict(r._mapping) for r in tx.conn.execute(page)]
+    result = tx.conn.execute(page)
+    names = list(result.keys())  # once, not per row (a page of 100 paid 100 lookups)
+    rows = [dict(zip(names, r, strict=True)) for r in result]
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]

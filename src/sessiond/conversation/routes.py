@@ -70,7 +70,8 @@ async def list_messages(
         cursor=cursor,
         order=order,
     )
-    docs, next_cursor = await ctx.db.read(
+    # One keyset page of an indexed path: bounded, so on the loop's thread (read_point).
+    docs, next_cursor = await ctx.db.read_point(
         messages.list_page, principal.account_id, session_id, query
     )
     return page_response("messages", docs, next_cursor)

@@ -67,11 +67,13 @@ async def page(
     *args: Any,
     limit: int | None,
     cursor: str | None,
+    bounded: bool = False,
     **kwargs: Any,
 ) -> Response:
     """One page of a keyset list: ``read(tx, *args, limit=, cursor=, **kwargs)`` (a service
-    listing; ``limit`` checked and defaulted here) answered by ``page_response``."""
-    items, next_cursor = await ctx.db.read(
-        read, *args, limit=check_limit(limit), cursor=cursor, **kwargs
-    )
+    listing; ``limit`` checked and defaulted here) answered by ``page_response``.
+    ``bounded``: the page is one indexed range read (no filter that may scan), so it runs
+    as ``read_point`` (on SQLite, on the loop's thread: no hop to a reader thread)."""
+    run = ctx.db.read_point if bounded else ctx.db.read
+    items, next_cursor = await run(read, *args, limit=check_limit(limit), cursor=cursor, **kwargs)
     return page_response(key, items, next_cursor)

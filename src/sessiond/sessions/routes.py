@@ -114,6 +114,8 @@ async def list_sessions(
         filters,
         limit=limit,
         cursor=cursor,
+        # A title search or tag filter may scan the account's sessions: a reader thread.
+        bounded=not q and not tag and updated_after is None,
     )
 
 
