@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sessiond import jsontext
 from sessiond.conversation import path as P
 from sessiond.conversation.models import MessageCreate, MessagePatch
 from sessiond.conversation.parts import validate_parts
@@ -35,7 +36,7 @@ def message_not_found(message_id: str) -> NotFound:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.dumps(value)
 
 
 # -- rendering -----------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from sessiond import jsontext
 from sessiond.context import AppContext
 from sessiond.db.executor import Tx
 from sessiond.errors import invalid
@@ -135,7 +135,7 @@ def _sse(frames: dict[int, bytes], row: dict[str, Any]) -> bytes:
     frame = frames.get(row["id"])
     if frame is None:
         frame = ServerSentEvent(
-            data=json.dumps(render_event(row), separators=(",", ":"), ensure_ascii=False),
+            data=jsontext.dumps(render_event(row)),
             event=row["type"],
             id=str(row["id"]),
         ).encode()

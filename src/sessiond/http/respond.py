@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from sessiond import idempotency
+from sessiond import idempotency, jsontext
 from sessiond.auth.principal import Principal
 from sessiond.context import AppContext
 from sessiond.db.executor import Tx
@@ -21,7 +21,7 @@ class Json(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return jsontext.dumps_bytes(content)
 
 
 def with_etag(body: dict[str, Any], session: dict[str, Any], status: int = 200) -> Json:

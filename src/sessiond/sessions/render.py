@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from sessiond import jsontext
 from sessiond.ids import iso
 from sessiond.sessions import figures
 from sessiond.sessions.lifecycle import effective_status, is_expired
@@ -73,7 +74,7 @@ def render_stored(row: Mapping[str, Any], *, context: bool = True) -> dict[str, 
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.dumps(value)
 
 
 # Kept out of ``doc`` and spliced in from their columns at read time: they change with
