@@ -9,7 +9,6 @@ replays the winner's response.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from sessiond import jsontext
 from sessiond.db import tables as t
 from sessiond.db.executor import Database, Tx
 from sessiond.errors import IdempotencyMismatch, invalid
@@ -42,7 +42,7 @@ def request_hash(method: str, path: str, body: bytes) -> str:
 
 
 def _dumps(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return jsontext.dumps(body)
 
 
 async def run(

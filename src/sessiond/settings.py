@@ -99,8 +99,9 @@ class Settings(BaseModel):
     # How often the event pump re-checks the database even without a wake-up
     # (covers NOTIFYs lost while a PostgreSQL listener reconnects).
     event_poll_seconds: float = 1.0
-    # SQLite: how often the event pump checks whether another process (another worker,
-    # the CLI) committed (``PRAGMA data_version``, a few µs); 0 = rely on the poll above.
+    # SQLite with several workers: how often each worker's event pump checks whether
+    # another process committed (``PRAGMA data_version``, a few µs); 0 = rely on the
+    # poll above. A single process does not watch.
     event_watch_seconds: float = Field(default=0.01, ge=0)
     # How long an API key lookup may be served from the in-process cache.
     auth_cache_seconds: float = 2.0

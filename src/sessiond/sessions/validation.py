@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from sessiond import jsontext
 from sessiond.errors import ValidationFailed, invalid
 from sessiond.settings import Limits
 
@@ -15,7 +15,7 @@ MAX_HIBERNATE_AFTER = 365 * 24 * 3600
 
 
 def json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return len(jsontext.dumps_bytes(value))
 
 
 def check_title(limits: Limits, title: str | None) -> None:
