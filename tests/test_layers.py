@@ -20,8 +20,8 @@ import sessiond
 PACKAGE = Path(sessiond.__file__).parent
 WEB_FRAMEWORKS = ("fastapi", "starlette", "sse_starlette", "a2wsgi", "uvicorn")
 # The web layer: route modules, the HTTP edge, app assembly, the CLI, the git HTTP adapter,
-# the processes that serve the app (serving/: uvicorn, the supervisor).
-WEB_LAYER = ("*routes.py", "http/*", "app.py", "cli.py", "*githttp.py", "serving/*")
+# the processes that serve the app (server/: uvicorn, the supervisor).
+WEB_LAYER = ("*routes.py", "http/*", "app.py", "cli.py", "*githttp.py", "server/*")
 
 
 def _is_web(rel: Path) -> bool:

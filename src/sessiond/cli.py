@@ -18,9 +18,9 @@ from sessiond.db import migrate as migrations
 from sessiond.db.engine import make_engine
 from sessiond.errors import SessiondError
 from sessiond.ids import iso
-from sessiond.serving.bootstrap import bootstrap, bootstrap_apart
-from sessiond.serving.listen import can_share_port, uvicorn_config
-from sessiond.serving.supervisor import Supervisor
+from sessiond.server.bootstrap import bootstrap, bootstrap_apart
+from sessiond.server.listen import can_share_port, serve_app
+from sessiond.server.supervisor import Supervisor
 from sessiond.settings import Settings
 
 app = typer.Typer(
@@ -108,13 +108,8 @@ def serve(
         print(secret, flush=True)
         err.print(f"sessiond: the key is saved in {key_file} (mode 0600)")
     if count == 1:
-        import uvicorn
-
-        from sessiond.app import create_app
-
         err.print(f"sessiond: listening on http://{settings.host}:{settings.port}  (docs: /docs)")
-        app = create_app(settings, run_migrations=False, tune_gc=True)
-        uvicorn.Server(uvicorn_config(app, settings)).run()
+        serve_app(settings)
         return
     supervisor = Supervisor(settings, count)
     port = supervisor.bind()

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
-from sessiond.serving.listen import reuseport_socket
+from sessiond.server.listen import reuseport_socket
 from sessiond.settings import Settings
 
 log = logging.getLogger("sessiond.supervisor")
@@ -79,7 +79,7 @@ class Supervisor:
     def _start(self, worker: _Worker) -> None:
         settings = self.settings.model_copy(update={"worker": worker.index})
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sessiond.serving.worker", str(os.getpid())],
+            [sys.executable, "-m", "sessiond.server.worker", str(os.getpid())],
             stdin=subprocess.PIPE,
             # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which
             # stops the workers once, gracefully (a second signal would rush uvicorn).
@@ -98,8 +98,6 @@ class Supervisor:
             if proc is not None:
                 code = proc.poll()
                 if code is None:
-                    if now - worker.started > YOUNG:
-                        worker.young_deaths = 0
                     continue
                 worker.proc = None
                 worker.young_deaths = worker.young_deaths + 1 if now - worker.started < YOUNG else 0
@@ -113,7 +111,7 @@ class Supervisor:
                     )
                     self.failed = self.stopping = True
                     return
-                wait = min(BACKOFF_MAX, 0.5 * 2 ** max(worker.young_deaths, 0))
+                wait = min(BACKOFF_MAX, 0.5 * 2**worker.young_deaths)
                 worker.restart_at = now + wait
                 log.warning("worker %d exited (%s); restarting in %.1f s", worker.index, code, wait)
             if worker.proc is None and now >= worker.restart_at:

@@ -1,4 +1,4 @@
-"""One worker process: ``python -m sessiond.serving.worker <supervisor pid>``, its
+"""One worker process: ``python -m sessiond.server.worker <supervisor pid>``, its
 settings (JSON, ``worker`` and ``port`` set) on stdin. It serves the whole app on its own
 SO_REUSEPORT socket and dies with its supervisor."""
 
@@ -26,10 +26,7 @@ def _die_with(parent: int) -> None:
 
 def main() -> None:
     _die_with(int(sys.argv[1]))
-    import uvicorn
-
-    from sessiond.app import create_app
-    from sessiond.serving.listen import reuseport_socket, uvicorn_config
+    from sessiond.server.listen import reuseport_socket, serve_app
     from sessiond.settings import Settings
 
     settings = Settings.model_validate_json(sys.stdin.read())
@@ -39,9 +36,7 @@ def main() -> None:
         format=f"%(asctime)s %(levelname)s w{settings.worker} %(name)s %(message)s",
         stream=sys.stderr,
     )
-    sock = reuseport_socket(settings.host, settings.port, listen=True)
-    app = create_app(settings, run_migrations=False, tune_gc=True)
-    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+    serve_app(settings, [reuseport_socket(settings.host, settings.port, listen=True)])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The first-start work of ``sessiond serve``: migrations, then the ``default`` account and
 its admin key when the database has no account yet.
 
-``python -m sessiond.serving.bootstrap`` does it in a process of its own (settings as
+``python -m sessiond.server.bootstrap`` does it in a process of its own (settings as
 JSON on stdin, ``{"secret": ..., "keyFile": ...}`` on stdout): the supervisor of several
 workers runs it so that it never imports the app itself (it stays ~65 MB, not ~120).
 """
@@ -43,7 +43,7 @@ def bootstrap(settings: Settings) -> tuple[str | None, Path]:
 def bootstrap_apart(settings: Settings) -> tuple[str | None, Path]:
     """``bootstrap`` in a child process; its errors (stderr) reach the caller's stderr."""
     done = subprocess.run(
-        [sys.executable, "-m", "sessiond.serving.bootstrap"],
+        [sys.executable, "-m", "sessiond.server.bootstrap"],
         input=settings.model_dump_json().encode(),
         stdout=subprocess.PIPE,
         check=False,

@@ -38,7 +38,16 @@ def reuseport_socket(host: str, port: int, *, listen: bool) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+def serve_app(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+    """Build the app and serve it under uvicorn until a signal stops it: on the settings'
+    host and port, or on ``sockets`` already bound (a worker's SO_REUSEPORT one)."""
+    from sessiond.app import create_app
+
+    app = create_app(settings, run_migrations=False, tune_gc=True)
+    uvicorn.Server(_config(app, settings)).run(sockets=sockets)
+
+
+def _config(app: Any, settings: Settings) -> uvicorn.Config:
     """uvicorn for sessiond: our own access log and logging, no proxy headers trusted."""
     return uvicorn.Config(
         app,
